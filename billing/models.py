@@ -1,0 +1,131 @@
+"""Cards, subscriptions, invoices and received Stripe events."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from saas.db import Base, utcnow
+
+SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "incomplete", "incomplete_expired", "unpaid", "paused")
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+
+class Card(Base):
+    """A saved card: what Stripe tells us about it, never its number or CVC."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint("exp_month BETWEEN 1 AND 12", name="exp_month"),
+        Index("ix_cards_expires_on", "expires_on"),
+        Index("ix_cards_user_id", "user_id"),
+        Index("ix_cards_is_expiring", "id", postgresql_where="is_expiring"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(64), unique=True)
+    brand: Mapped[str] = mapped_column(String(20))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    # The last day the card works: the last day of its expiry month.
+    expires_on: Mapped[date] = mapped_column(
+        Date, Computed("(make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 day')::date", persisted=True)
+    )
+    is_default: Mapped[bool] = mapped_column(default=True)
+    is_expiring: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Subscription(Base):
+    """A customer's subscription to one plan, mirrored from Stripe."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SUBSCRIPTION_STATUSES}", name="status"),
+        CheckConstraint("interval IN ('month', 'year')", name="interval"),
+        Index("ix_subscriptions_user_id", "user_id"),
+        Index("ix_subscriptions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    stripe_subscription_id: Mapped[str] = mapped_column(String(64), unique=True)
+    plan: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    interval: Mapped[str] = mapped_column(String(5), default="month")
+    current_period_end: Mapped[datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    canceled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # `created` of the newest Stripe event applied: an older event never moves the row backwards.
+    stripe_event_created: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MrrMovement(Base):
+    """A change in a subscription's monthly recurring revenue, for the finance summary."""
+
+    __tablename__ = "mrr_movements"
+    __table_args__ = (
+        CheckConstraint("kind IN ('new', 'expansion', 'contraction', 'churn', 'reactivation')", name="kind"),
+        Index("ix_mrr_movements_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    mrr_before_cents: Mapped[int] = mapped_column(BigInteger)
+    mrr_after_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class Invoice(Base):
+    """An invoice. Kept after a purge for accounting, with personal fields removed."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(f"status IN {INVOICE_STATUSES}", name="status"),
+        Index("ix_invoices_user_id", "user_id"),
+        Index("ix_invoices_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    stripe_invoice_id: Mapped[str] = mapped_column(String(64), unique=True)
+    number: Mapped[str | None] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str] = mapped_column(String(20))
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]
+    first_failed_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stripe_event_created: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StripeEvent(Base):
+    """A verified webhook event, stored by id so a replay is a no-op."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Celery tasks for slow Stripe calls and webhook processing."""

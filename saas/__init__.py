@@ -1,0 +1,1 @@
+"""The SaaS billing maintenance service: web app, settings, database and command line."""

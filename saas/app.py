@@ -1,0 +1,59 @@
+"""The Flask app factory: extensions, blueprints, error handlers, commands."""
+from __future__ import annotations
+
+from flask import Flask
+
+from saas import db
+from saas.extensions import csrf, limiter, login_manager
+from saas.settings import ROOT, Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app from `settings` (default: the environment's)."""
+    settings = settings or get_settings()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "saas" / "static"))
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.env == "test",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    register_extensions(app)
+    register_blueprints(app, settings)
+    register_errorhandlers(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    from saas import activity, auth
+
+    auth.init_app(app)
+    activity.init_app(app)
+
+
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    from saas.views import BLUEPRINTS, DEV_BLUEPRINTS
+
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    if settings.env in ("dev", "test"):
+        for blueprint in DEV_BLUEPRINTS:
+            app.register_blueprint(blueprint)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from saas.views.errors import init_app
+
+    init_app(app)

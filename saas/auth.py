@@ -1,0 +1,116 @@
+"""Accounts: password hashing, sign-up, sign-in, reset tokens, roles."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import wraps
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import abort, current_app
+from flask_login import current_user
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from saas.db import web_session
+from saas.extensions import login_manager
+from saas.models import User, new_session_token
+
+RESET_MAX_AGE = 3600  # a reset link works for one hour
+_hasher = PasswordHasher()
+# A hash to verify against when the account does not exist, so timing reveals nothing.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class SignupError(ValueError):
+    """The sign-up cannot proceed; the message is safe to show."""
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    """Constant-work check: an unknown account costs the same as a wrong password."""
+    try:
+        return _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password) and user is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def create_user(session: Session, email: str, password: str, name: str = "", role: str = "subscriber") -> User:
+    """Add a user; SignupError if the address is taken."""
+    if find_user(session, email) is not None:
+        raise SignupError("An account with this email already exists. Sign in or reset your password.")
+    user = User(email=email.strip().lower(), name=name.strip(), password_hash=hash_password(password), role=role)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def record_sign_in(session: Session, user: User, now: datetime | None = None) -> None:
+    """Signing in is activity: it clears an inactivity warning and cancels a pending purge."""
+    now = now or datetime.now(timezone.utc)
+    user.last_seen_at = now
+    if user.inactive_warned_at is not None or user.purge_due_at is not None:
+        user.inactive_warned_at = None
+        user.purge_due_at = None
+        user.purge_approved_at = None
+        user.deletion_cancelled_at = now
+
+
+def set_password(user: User, password: str) -> None:
+    """New password; every other session of this user ends."""
+    user.password_hash = hash_password(password)
+    user.session_token = new_session_token()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="password-reset")
+
+
+def make_reset_token(user: User) -> str:
+    """Signed, expiring, and tied to the current password hash, so it works once."""
+    return _serializer().dumps({"uid": user.id, "pw": (user.password_hash or "")[-16:]})
+
+
+def user_for_reset_token(session: Session, token: str) -> User | None:
+    """The user a valid, unexpired, unused token names; None otherwise."""
+    try:
+        data = _serializer().loads(token, max_age=RESET_MAX_AGE)
+    except (SignatureExpired, BadSignature):
+        return None
+    user = session.get(User, data.get("uid"))
+    if user is None or user.purged_at is not None or (user.password_hash or "")[-16:] != data.get("pw"):
+        return None
+    return user
+
+
+@login_manager.user_loader
+def load_user(token: str) -> User | None:
+    return web_session.scalar(select(User).where(User.session_token == token, User.purged_at.is_(None)))
+
+
+def role_required(*roles: str):
+    """Anonymous users go to the login page; signed-in users without the role get 403."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def init_app(app) -> None:
+    """Nothing to register beyond the user loader, which the import above installs."""

@@ -1,0 +1,116 @@
+"""Sign up, sign in, sign out, change and reset the password."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from saas import auth
+from saas.db import web_session
+from saas.outbox import queue_email
+from saas.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths; anything else goes to the dashboard."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("dashboard.index")
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = auth.create_user(web_session, form.email.data, form.password.data, form.name.data or "")
+        except auth.SignupError as exc:
+            web_session.rollback()
+            form.email.errors.append(str(exc))
+        else:
+            queue_email(web_session, key=f"welcome:{user.id}", kind="welcome", to=user.email,
+                        template="welcome", context={"name": user.name or user.email}, user_id=user.id)
+            web_session.commit()
+            login_user(user)
+            flash("Welcome! Your account is ready.", "success")
+            return redirect(url_for("dashboard.index"))
+    status = 400 if form.errors else 200
+    return render_template("auth/signup.html", form=form), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = auth.find_user(web_session, form.email.data)
+        if auth.verify_password(user, form.password.data) and user.is_active:
+            auth.record_sign_in(web_session, user)
+            web_session.commit()
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors.append("Wrong email or password.")
+    status = 400 if form.errors else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not auth.verify_password(user, form.current_password.data):
+            form.current_password.errors.append("That is not your current password.")
+        else:
+            auth.set_password(user, form.password.data)
+            web_session.commit()
+            login_user(user)  # the session token rotated; keep this session signed in
+            flash("Your password is changed. Other sessions were signed out.", "success")
+            return redirect(url_for("dashboard.index"))
+    status = 400 if form.errors else 200
+    return render_template("auth/change_password.html", form=form), status
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        user = auth.find_user(web_session, form.email.data)
+        if user is not None and user.is_active:
+            token = auth.make_reset_token(user)
+            queue_email(web_session, key=f"password-reset:{user.id}:{token[-24:]}", kind="password-reset",
+                        to=user.email, template="password_reset", user_id=user.id,
+                        context={"reset_url": url_for("auth.reset_password", token=token, _external=True),
+                                 "minutes": auth.RESET_MAX_AGE // 60})
+            web_session.commit()
+        # The same answer either way: this page never tells whether an account exists.
+        flash("If an account exists for that address, we have emailed a link to reset the password.", "info")
+        return redirect(url_for("auth.login"))
+    status = 400 if form.errors else 200
+    return render_template("auth/forgot_password.html", form=form), status
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    user = auth.user_for_reset_token(web_session, token)
+    if user is None:
+        flash("That reset link is invalid, expired or already used. Ask for a new one.", "error")
+        return redirect(url_for("auth.forgot_password"))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        auth.set_password(user, form.password.data)
+        auth.record_sign_in(web_session, user)
+        web_session.commit()
+        login_user(user)
+        flash("Your new password is set.", "success")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.errors else 200
+    return render_template("auth/reset_password.html", form=form, token=token), status

@@ -1,0 +1,1 @@
+"""Celery tasks for the nightly jobs: thin wrappers over the domain functions."""

@@ -1,0 +1,178 @@
+"""Test harness: real PostgreSQL, Redis and SMTP sink, started once per session by the suite."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from saas.embedded import MailSink, free_port, start_postgres, start_redis
+
+
+@pytest.fixture(scope="session")
+def services():
+    """Start (or reuse TEST_DATABASE_URL / TEST_REDIS_URL) the real parts and point settings at them."""
+    workdir = Path(tempfile.mkdtemp(prefix="saas-tests-"))
+    workdir.chmod(0o755)  # the embedded PostgreSQL user must be able to enter it when we are root
+    started = []
+    db_url = os.environ.get("TEST_DATABASE_URL")
+    if not db_url:
+        pg = start_postgres(workdir / "pg", free_port(), database="saas_test")
+        started.append(pg)
+        db_url = pg.url
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        rd = start_redis(workdir / "redis", free_port(), persist=False)
+        started.append(rd)
+        redis_url = rd.url
+    sink = MailSink(workdir / "mail", free_port()).start()
+    os.environ.update(
+        SAAS_ENV="test", DATABASE_URL=db_url, REDIS_URL=redis_url, SMTP_URL=sink.url,
+        DEV_MAILDIR=str(sink.maildir_path), APP_URL="http://127.0.0.1:5000",
+        SECRET_KEY="test-secret-key-0123456789", FINANCE_EMAILS="finance@example.com",
+        ADMIN_EMAILS="admin@example.com",
+    )
+    from saas.db import reset_engines
+    from saas.migrate import upgrade
+    from saas.settings import get_settings
+
+    get_settings.cache_clear()
+    reset_engines()
+    upgrade()
+    yield {"database_url": db_url, "redis_url": redis_url, "mail": sink, "workdir": workdir}
+    reset_engines()
+    sink.stop()
+    for service in reversed(started):
+        service.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _truncate_all() -> None:
+    from sqlalchemy import text
+
+    from saas.all_models import metadata
+    from saas.db import get_engine
+
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with get_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request, services):
+    """Every test starts with empty tables, an empty Redis (but its queue bindings) and an empty mailbox."""
+    import redis
+
+    from saas.db import web_session
+
+    _truncate_all()
+    client = redis.Redis.from_url(services["redis_url"])
+    for key in client.scan_iter():  # keep kombu's queue bindings for the session's worker
+        if not key.startswith(b"_kombu"):
+            client.delete(key)
+    services["mail"].clear()
+    services["mail"].fail_next = 0
+    yield
+    web_session.remove()
+
+
+@pytest.fixture
+def mail(services) -> MailSink:
+    """The real SMTP sink every email of the suite reaches."""
+    return services["mail"]
+
+
+@pytest.fixture
+def app(services):
+    from saas.app import create_app
+
+    app = create_app()
+    app.config.update(WTF_CSRF_ENABLED=False)
+    return app
+
+
+@pytest.fixture
+def csrf_app(services):
+    """An app with CSRF checks on, for the tests that prove them."""
+    from saas.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(services):
+    """A plain SQLAlchemy session for domain code; closed (not committed) after the test."""
+    from saas.db import session_factory
+
+    s = session_factory()()
+    yield s
+    s.rollback()
+    s.close()
+
+
+PASSWORD = "correct-horse-42"
+
+
+@pytest.fixture
+def make_user(services):
+    """Create a committed user: make_user(email='ana@example.com', role='subscriber', **columns)."""
+    from saas.auth import hash_password
+    from saas.db import session_scope
+    from saas.models import User
+
+    counter = iter(range(1, 10_000))
+    pw_hash = hash_password(PASSWORD)
+
+    def factory(email: str | None = None, role: str = "subscriber", **columns) -> User:
+        with session_scope() as s:
+            user = User(email=email or f"user{next(counter)}@example.com", role=role,
+                        password_hash=pw_hash, name=columns.pop("name", "Test User"), **columns)
+            s.add(user)
+            s.flush()
+            s.expunge(user)
+        return user
+
+    return factory
+
+
+class AuthActions:
+    """Sign in and out through the real forms."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, email: str, password: str = PASSWORD):
+        return self._client.post("/login", data={"email": email, "password": password})
+
+    def logout(self):
+        return self._client.post("/logout")
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(services):
+    """A real Celery worker (threads, in this process) consuming from the real Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from scheduled.celery_app import app as celery_app
+
+    celery_app.conf.update(broker_url=services["redis_url"], result_backend=services["redis_url"])
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
+                      shutdown_timeout=10, loglevel="WARNING") as worker:
+        yield worker

@@ -1,0 +1,55 @@
+"""Settings: read from the environment, and a bad one stops the process naming it."""
+import subprocess
+import sys
+
+import pytest
+
+from saas.settings import Settings, SettingsError
+
+BASE = {"SAAS_ENV": "dev", "DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": "redis://h:6379/0",
+        "SMTP_URL": "smtp://h:25"}
+
+
+def test_defaults_match_design():
+    s = Settings.from_env(BASE)
+    assert (s.card_expiring_days, s.inactive_after_months, s.purge_grace_days) == (30, 6, 30)
+    assert s.schedules["flag-expiring-cards"] == "0 0 * * *"
+    assert s.catchup_window.total_seconds() == 36 * 3600
+
+
+def test_several_webhook_secrets_for_rotation():
+    s = Settings.from_env({**BASE, "STRIPE_WEBHOOK_SECRET": "whsec_new, whsec_old"})
+    assert s.stripe_webhook_secrets == ("whsec_new", "whsec_old")
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"DATABASE_URL": "sqlite:///x.db"}, "DATABASE_URL"),
+    ({"REDIS_URL": "http://nope"}, "REDIS_URL"),
+    ({"SMTP_URL": ""}, "SMTP_URL"),
+    ({"SAAS_ENV": "production"}, "SECRET_KEY"),
+    ({"SAAS_ENV": "staging"}, "SAAS_ENV"),
+    ({"APP_TIMEZONE": "Mars/Olympus"}, "APP_TIMEZONE"),
+    ({"CARD_EXPIRING_DAYS": "thirty"}, "CARD_EXPIRING_DAYS"),
+    ({"PURGE_GRACE_DAYS": "0"}, "PURGE_GRACE_DAYS"),
+    ({"CATCHUP_WINDOW": "yesterday"}, "CATCHUP_WINDOW"),
+    ({"FINANCE_EMAILS": "finance-at-example"}, "FINANCE_EMAILS"),
+    ({"SCHEDULE_FLAG_EXPIRING_CARDS": "0 25 * * *"}, "SCHEDULE_FLAG_EXPIRING_CARDS"),
+    ({"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_API_BASE": "http://127.0.0.1:12111"}, "STRIPE_API_BASE"),
+])
+def test_bad_setting_is_named(changes, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env({**BASE, **changes})
+
+
+def test_second_tuesday_cron_is_accepted():
+    s = Settings.from_env({**BASE, "SCHEDULE_FINANCE_SUMMARY": "0 1 8-14 * tue"})
+    assert s.schedules["finance-summary"] == "0 1 8-14 * tue"
+
+
+def test_missing_setting_stops_the_command_with_its_name():
+    env = {"PATH": "/usr/bin:/bin", "SAAS_ENV": "production", "DATABASE_URL": "postgresql://u@h/db",
+           "REDIS_URL": "redis://h:6379/0", "SMTP_URL": "smtp://h:25"}
+    result = subprocess.run([sys.executable, "-m", "saas", "routes"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
