@@ -1,0 +1,37 @@
+"""The expiry rule, the one place that decides whether a card is expiring.
+
+A card works through the last day of its expiry month and stops working the day after.
+It is expiring when it stops working within CARD_EXPIRING_DAYS of today: its last day is
+before today + CARD_EXPIRING_DAYS. An already-expired card is expiring too (it still needs
+replacing). The issue adds "or before the subscription's next charge date if that comes first
+within the window": a card that stops before a charge inside the window also stops inside the
+window, so that clause adds no card beyond this rule, and none is computed separately.
+"""
+from __future__ import annotations
+
+import calendar
+from datetime import date, timedelta
+
+from sqlalchemy import ColumnElement, literal
+
+from billing.models import Card
+
+
+def card_last_day(exp_month: int, exp_year: int) -> date:
+    """The last day a card with this expiry works."""
+    return date(exp_year, exp_month, calendar.monthrange(exp_year, exp_month)[1])
+
+
+def expiring_horizon(today: date, days: int) -> date:
+    """Cards whose last day falls before this date are expiring."""
+    return today + timedelta(days=days)
+
+
+def is_card_expiring(exp_month: int, exp_year: int, today: date, days: int) -> bool:
+    """True when the card stops working within `days` of `today` (or already has)."""
+    return card_last_day(exp_month, exp_year) < expiring_horizon(today, days)
+
+
+def expiring_clause(today: date, days: int) -> ColumnElement[bool]:
+    """The same rule as a SQL condition on cards.expires_on, for set-based statements."""
+    return Card.expires_on < literal(expiring_horizon(today, days))

@@ -1,0 +1,49 @@
+"""The expiry rule's edges: last day of the month, December to January, leap years."""
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from billing.expiry import card_last_day, expiring_clause, is_card_expiring
+
+
+@pytest.mark.parametrize(("month", "year", "last"), [
+    (12, 2026, date(2026, 12, 31)), (2, 2028, date(2028, 2, 29)), (2, 2027, date(2027, 2, 28)),
+    (2, 2100, date(2100, 2, 28)), (2, 2000, date(2000, 2, 29)), (4, 2026, date(2026, 4, 30)),
+])
+def test_card_works_through_last_day_of_month(month, year, last):
+    assert card_last_day(month, year) == last
+
+
+@pytest.mark.parametrize(("month", "year", "today", "expected"), [
+    # Last day 2026-12-31: stops 2027-01-01; expiring from 2026-12-02 with a 30-day window.
+    (12, 2026, date(2026, 12, 1), False),
+    (12, 2026, date(2026, 12, 2), True),
+    (12, 2026, date(2026, 12, 31), True),   # its last working day
+    (12, 2026, date(2027, 1, 1), True),     # already expired: still needs replacing
+    (1, 2027, date(2026, 12, 2), False),    # December to January
+    (1, 2027, date(2027, 1, 2), True),
+    (2, 2028, date(2028, 1, 30), False),    # leap year: works through Feb 29
+    (2, 2028, date(2028, 1, 31), True),
+    (2, 2027, date(2027, 1, 29), True),     # non-leap: last day Feb 28
+    (2, 2027, date(2027, 1, 28), False),
+])
+def test_expiring_within_thirty_days(month, year, today, expected):
+    assert is_card_expiring(month, year, today, 30) is expected
+
+
+def test_sql_clause_agrees_with_python_rule(session):
+    from billing.models import Card
+    from saas.models import User
+
+    user = User(email="rule@example.com", role="subscriber")
+    session.add(user)
+    session.flush()
+    today = date(2027, 12, 15)
+    combos = [(m, y) for y in (2027, 2028) for m in range(1, 13)]
+    for i, (m, y) in enumerate(combos):
+        session.add(Card(user_id=user.id, stripe_payment_method_id=f"pm_{i}", brand="visa", last4="4242",
+                         exp_month=m, exp_year=y))
+    session.flush()
+    flagged = set(session.execute(select(Card.exp_month, Card.exp_year).where(expiring_clause(today, 30))).all())
+    assert flagged == {(m, y) for m, y in combos if is_card_expiring(m, y, today, 30)}
