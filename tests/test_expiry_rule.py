@@ -25,8 +25,8 @@ def test_card_works_through_last_day_of_month(month, year, last):
     (1, 2027, date(2027, 1, 2), True),
     (2, 2028, date(2028, 1, 30), False),    # leap year: works through Feb 29
     (2, 2028, date(2028, 1, 31), True),
-    (2, 2027, date(2027, 1, 29), True),     # non-leap: last day Feb 28
-    (2, 2027, date(2027, 1, 28), False),
+    (2, 2027, date(2027, 1, 30), True),     # non-leap: last day Feb 28
+    (2, 2027, date(2027, 1, 29), False),
 ])
 def test_expiring_within_thirty_days(month, year, today, expected):
     assert is_card_expiring(month, year, today, 30) is expected
