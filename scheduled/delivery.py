@@ -79,12 +79,13 @@ def claim_batch(claimer: str, limit: int = BATCH_SIZE) -> list[OutboxMessage]:
         .with_for_update(skip_locked=True)
     )
     with session_scope() as session:
-        return list(session.scalars(
+        claimed = session.scalars(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(due.scalar_subquery()))
             .values(status="sending", claimed_at=now, claimed_by=claimer)
             .returning(OutboxMessage)
-        ))
+        )
+        return sorted(claimed, key=lambda row: row.id)  # RETURNING has no order
 
 
 def record(row_id: int, **values) -> None:
