@@ -49,6 +49,7 @@ def start_infrastructure(env: dict[str, str]) -> tuple[list[Service], MailSink |
 
 def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
     """Start everything, print the URLs and logins, wait for Ctrl-C, stop everything."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     VAR.mkdir(exist_ok=True)
     (VAR / "log").mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -100,6 +101,8 @@ def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
         return 1
     finally:
         print("\nstopping ...", flush=True)
+        for child in reversed(children):
+            child.signal_stop()
         for child in reversed(children):
             child.stop()
         if sink is not None:

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,7 +31,9 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to this child if its parent dies, so no orphans."""
+    """preexec_fn: the kernel sends SIGTERM to this child if its parent dies, so no orphans.
+    SIGINT is reset too: a parent started in the background may have inherited it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -54,18 +56,23 @@ class Service:
     name: str
     url: str
     process: subprocess.Popen | None = None
-    extra: dict = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+
+    def signal_stop(self) -> None:
+        """Ask the process to stop, without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
 
     def stop(self, timeout: float = 15.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
+        """Stop the process, killing it if it has not stopped within `timeout` seconds."""
+        self.signal_stop()
+        if self.process is None:
             return
-        proc.send_signal(signal.SIGINT)  # postgres: fast shutdown; redis: clean exit
         try:
-            proc.wait(timeout)
+            self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.process.kill()
+            self.process.wait()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -129,7 +136,8 @@ def start_postgres(data_dir: Path, port: int, database: str = "saas") -> Service
     admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     wait_for(lambda: _pg_ready(admin_url), "PostgreSQL", proc=proc)
     ensure_database(admin_url, database)
-    return Service("postgres", f"postgresql://postgres@127.0.0.1:{port}/{database}", proc)
+    # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
+    return Service("postgres", f"postgresql://postgres@127.0.0.1:{port}/{database}", proc, signal.SIGINT)
 
 
 def _pid_alive(pid_file: Path) -> bool:
