@@ -64,11 +64,13 @@ def seed_demo(today, password: str | None) -> None:
     from saas.seed import DEV_PASSWORD, seed_demo as run_seed
     from saas.settings import get_settings
 
-    if password and get_settings().is_production:
-        raise click.UsageError("--password is for dev and test only (SAAS_ENV=production refuses it)")
+    if get_settings().is_production:
+        raise click.UsageError("demo personas are for dev and test only (SAAS_ENV=production refuses them)")
     created = run_seed(today.date() if today else date.today(), password or DEV_PASSWORD, reset_password=bool(password))
     click.echo(f"Demo personas ready ({created} created).")
 
 
 def main() -> None:
     cli()
+
+from saas.cli_jobs import jobs_group; cli.add_command(jobs_group)  # noqa: E402

@@ -1,6 +1,101 @@
-"""The beat scheduler: RedBeat (Redis-backed, one leader among replicas) plus slot dispatch."""
+"""The beat scheduler: RedBeat (Redis-backed, one leader among replicas) plus slot dispatch.
+
+Every tick sends each due slot of each nightly job as a task carrying the slot. Sending is
+at-least-once: a Redis SET NX per (job, slot) keeps ticks (and replicas) from resending a slot
+that is queued but not claimed yet, and the ledger's unique (job, slot) makes any duplicate a
+logged no-op. Slots missed within CATCHUP_WINDOW are sent oldest first; older ones are recorded
+as `skipped`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
 from redbeat import RedBeatScheduler
+from redbeat.schedulers import get_redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from saas.settings import Settings, get_settings
+from scheduled import ledger
+from scheduled.models import JobRun
+from scheduled.slots import slots_between
+
+log = logging.getLogger(__name__)
+RUN_TASK = "scheduled.tasks.run_job"
+SENT_KEY = "saas:slot-sent:{job}:{slot}"
+SENT_TTL = timedelta(minutes=30)  # after this an unclaimed slot is sent again (a lost message)
+MAX_SKIPPED_RECORDED = 100  # per job and tick; a longer outage still shows its newest slots
+DISPATCH_EVERY = timedelta(seconds=10)
+
+
+def send_run(job: str, slot_iso: str) -> None:
+    from scheduled.celery_app import app
+
+    app.send_task(RUN_TASK, args=[job, slot_iso])
+
+
+def dispatch_due(now: datetime, redis, session: Session, settings: Settings | None = None,
+                 send: Callable[[str, str], None] = send_run) -> list[tuple[str, datetime]]:
+    """Send every due, unclaimed slot within the window; record older missed ones as skipped.
+
+    Returns the (job, slot) pairs sent by this call. Safe to call from any number of
+    schedulers at once.
+    """
+    settings = settings or get_settings()
+    window_start = now - settings.catchup_window
+    sent: list[tuple[str, datetime]] = []
+    for job, cron in settings.schedules.items():
+        newest = session.scalar(select(func.max(JobRun.slot)).where(JobRun.job == job, JobRun.dry_run.is_(False)))
+        if newest is not None and newest < window_start:
+            missed = slots_between(cron, settings.tz, newest, window_start)
+            if missed:
+                recorded = ledger.record_skipped(
+                    session, job, missed[-MAX_SKIPPED_RECORDED:], now,
+                    f"missed while no beat ran; older than the catch-up window ({settings.catchup_window})")
+                session.commit()
+                log.warning("job %s: %s missed slots older than the catch-up window recorded as skipped "
+                            "(%s in all)", job, recorded, len(missed))
+        due = slots_between(cron, settings.tz, window_start, now)
+        if not due:
+            continue
+        claimed = set(session.scalars(select(JobRun.slot).where(
+            JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(due))))
+        for slot in due:
+            if slot in claimed:
+                continue
+            slot_iso = slot.astimezone(timezone.utc).isoformat()
+            key = SENT_KEY.format(job=job, slot=slot_iso)
+            if not redis.set(key, now.isoformat(), nx=True, ex=int(SENT_TTL.total_seconds())):
+                continue
+            try:
+                send(job, slot_iso)
+            except Exception:
+                redis.delete(key)  # the next tick tries again
+                log.error("could not send job %s slot %s", job, slot_iso, exc_info=True)
+                continue
+            log.info("sent job %s slot %s", job, slot_iso)
+            sent.append((job, slot))
+    session.commit()
+    return sent
 
 
 class SlotScheduler(RedBeatScheduler):
     """RedBeat's leader lock and persistent entries; the nightly jobs are dispatched per slot."""
+
+    _next_dispatch: datetime | None = None
+
+    def tick(self, *args, **kwargs):
+        interval = super().tick(*args, **kwargs)
+        now = datetime.now(timezone.utc)
+        if self._next_dispatch is None or now >= self._next_dispatch:
+            self._next_dispatch = now + DISPATCH_EVERY
+            try:
+                from saas.db import session_scope
+
+                with session_scope() as session:
+                    dispatch_due(now, get_redis(self.app), session)
+            except Exception:  # a database hiccup must not stop beat; the next tick retries
+                log.exception("slot dispatch failed")
+        return interval

@@ -40,6 +40,7 @@ def celery_config() -> dict:
         "redbeat_lock_timeout": 30,
         "beat_schedule": {
             "outbox-sweep": {"task": "scheduled.delivery.deliver_outbox", "schedule": 60.0},
+            "missed-slot-watchdog": {"task": "scheduled.tasks.watchdog", "schedule": 300.0},
         },
     }
 

@@ -1,1 +1,32 @@
-"""Celery tasks for the nightly jobs: thin wrappers over the domain functions."""
+"""Celery tasks for the nightly jobs: thin wrappers over the runner and the domain functions."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from celery import shared_task
+
+from saas.db import session_scope
+from scheduled import runner, watchdog as missed_slots
+from scheduled.jobs.purge_dormant_accounts import purge_user
+
+BIG_RUN_SOFT_LIMIT = 3 * 3600  # a night's batches over millions of rows
+
+
+@shared_task(name="scheduled.tasks.run_job", soft_time_limit=BIG_RUN_SOFT_LIMIT, time_limit=BIG_RUN_SOFT_LIMIT + 300)
+def run_job(job: str, slot_iso: str, dry_run: bool = False) -> str:
+    """Run one slot; a slot already claimed is a logged no-op."""
+    run = runner.run_job(job, datetime.fromisoformat(slot_iso), dry_run=dry_run)
+    return "already claimed" if run is None else run.status
+
+
+@shared_task(name="scheduled.tasks.purge_account")
+def purge_account(user_id: int, actor: str) -> bool:
+    """The admin's "approve purge now": refuses protected accounts."""
+    with session_scope() as session:
+        return purge_user(session, user_id, actor, datetime.now(timezone.utc))
+
+
+@shared_task(name="scheduled.tasks.watchdog")
+def watchdog() -> int:
+    """Report slots with no run (also runs on a timer in every worker, for when beat is down)."""
+    return missed_slots.run_check()

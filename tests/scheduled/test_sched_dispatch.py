@@ -1,0 +1,92 @@
+"""Slot dispatch: several schedulers on one fake clock, catch-up after an outage, skipped slots, the watchdog."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from saas.db import session_scope
+from scheduled.beat import dispatch_due
+from scheduled.models import JobRun
+from scheduled.runner import run_job
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def runs(job: str | None = None) -> list[JobRun]:
+    with session_scope() as s:
+        stmt = select(JobRun).order_by(JobRun.slot)
+        if job:
+            stmt = stmt.where(JobRun.job == job)
+        return list(s.scalars(stmt))
+
+
+def test_three_schedulers_one_clock_one_run_per_slot(with_settings, redis_client):
+    settings = with_settings(schedules={"flag-expiring-cards": "0 0 * * *", "finance-summary": "0 6 * * *;0 6 1 * *"})
+    sent: list[tuple[str, str]] = []
+    clock = utc(2025, 1, 30, 23, 0)
+    while clock < utc(2025, 2, 2, 12):
+        for _instance in range(3):
+            with session_scope() as s:
+                dispatch_due(clock, redis_client, s, settings, send=lambda job, slot: sent.append((job, slot)))
+        clock += timedelta(minutes=20)
+    assert len(sent) == len(set(sent))
+    expected = {("flag-expiring-cards", utc(2025, 1, d).isoformat()) for d in (29, 30, 31)} \
+        | {("flag-expiring-cards", utc(2025, 2, d).isoformat()) for d in (1, 2)} \
+        | {("finance-summary", utc(2025, 1, d, 6).isoformat()) for d in (29, 30, 31)} \
+        | {("finance-summary", utc(2025, 2, d, 6).isoformat()) for d in (1, 2)}
+    # The first tick catches up what is within the 36 h window; nothing older is sent.
+    assert set(sent) <= expected and ("finance-summary", utc(2025, 2, 1, 6).isoformat()) in sent
+    for job, slot in sent + sent:  # every message delivered twice: still one run each
+        run_job(job, datetime.fromisoformat(slot), now=utc(2025, 2, 2, 12))
+    assert len(runs()) == len(set(sent))
+
+
+def test_claimed_slot_is_not_sent_again_and_oldest_goes_first(with_settings, redis_client):
+    settings = with_settings(schedules={"remind-inactive-users": "0 */6 * * *"})
+    sent = []
+    with session_scope() as s:
+        dispatch_due(utc(2025, 3, 2, 0, 5), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    assert sent == sorted(sent) and len(sent) == 6  # 36 h of six-hourly slots
+    redis_client.flushdb()  # the SET NX keys expire; the ledger alone still stops a resend
+    for slot in sent:
+        run_job("remind-inactive-users", datetime.fromisoformat(slot), now=utc(2025, 3, 2, 0, 6))
+    again = []
+    with session_scope() as s:
+        dispatch_due(utc(2025, 3, 2, 0, 10), redis_client, s, settings, send=lambda j, slot: again.append(slot))
+    assert again == []
+
+
+def test_catch_up_after_three_days_down_and_skipped_slots(with_settings, redis_client):
+    settings = with_settings(schedules={"flag-expiring-cards": "0 0 * * *"})
+    run_job("flag-expiring-cards", utc(2025, 6, 1), now=utc(2025, 6, 1, 0, 1))
+    sent = []
+    now = utc(2025, 6, 4, 11)  # every beat down since June 1st; the window reaches June 2, 23:00
+    with session_scope() as s:
+        dispatch_due(now, redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    # 36 h window: June 3 and June 4 midnights run, oldest first; June 2 is recorded as skipped.
+    assert sent == [utc(2025, 6, 3).isoformat(), utc(2025, 6, 4).isoformat()]
+    rows = runs("flag-expiring-cards")
+    assert [(r.slot, r.status) for r in rows] == [(utc(2025, 6, 1), "succeeded"), (utc(2025, 6, 2), "skipped")]
+    assert "catch-up window" in rows[1].error
+    for slot in sent:
+        run_job("flag-expiring-cards", datetime.fromisoformat(slot), now=now)
+    with session_scope() as s:
+        assert dispatch_due(now + timedelta(minutes=1), redis_client, s, settings, send=lambda *a: None) == []
+    assert [r.status for r in runs("flag-expiring-cards")] == ["succeeded", "skipped", "succeeded", "succeeded"]
+
+
+def test_watchdog_emails_admins_once_per_missed_slot(with_settings, outbox_keys):
+    from scheduled.watchdog import check_missed_slots
+
+    settings = with_settings(schedules={"purge-dormant-accounts": "0 0 * * *"})
+    with session_scope() as s:
+        assert check_missed_slots(s, utc(2025, 6, 4, 0, 9), settings) == [("purge-dormant-accounts", utc(2025, 6, 3))]
+    with session_scope() as s:  # the slot of 00:00 is only 9 minutes late: not yet reported
+        assert check_missed_slots(s, utc(2025, 6, 4, 0, 9), settings) == []
+    with session_scope() as s:
+        assert check_missed_slots(s, utc(2025, 6, 4, 0, 11), settings) == [("purge-dormant-accounts", utc(2025, 6, 4))]
+    assert outbox_keys("missed-slot") == [f"missed-slot:purge-dormant-accounts:{utc(2025, 6, 3).isoformat()}",
+                                          f"missed-slot:purge-dormant-accounts:{utc(2025, 6, 4).isoformat()}"]

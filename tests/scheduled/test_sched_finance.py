@@ -1,0 +1,77 @@
+"""finance-summary: figures against a hand-computed fixture, one email per period with its CSV."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from billing.models import MrrMovement
+from saas.db import session_scope
+from saas.models import AuditLog
+from saas.outbox import OutboxMessage
+from scheduled.models import FinanceSummary
+from scheduled.runner import run_job
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+OLD = utc(2025, 1, 1)
+
+
+def test_finance_figures_daily_and_monthly(make_user, subscription, invoice, card, add):
+    a = make_user()
+    subscription(a.id, amount_cents=2000, created_at=utc(2025, 5, 31, 12))
+    subscription(a.id, amount_cents=12000, interval="year", created_at=utc(2025, 5, 10))     # 1000 a month
+    subscription(a.id, status="past_due", amount_cents=500, currency="eur", created_at=OLD)
+    subscription(a.id, status="trialing", amount_cents=3000, created_at=OLD)               # no MRR yet
+    subscription(a.id, status="canceled", amount_cents=999, created_at=OLD, canceled_at=utc(2025, 5, 31, 10))
+    for at, kind, cur, before, after in [
+        (utc(2025, 5, 31, 12), "new", "usd", 0, 2000), (utc(2025, 5, 15), "expansion", "usd", 1000, 1500),
+        (utc(2025, 5, 20), "contraction", "eur", 800, 500), (utc(2025, 5, 31, 10), "churn", "usd", 999, 0),
+        (utc(2025, 4, 30, 23), "new", "usd", 0, 7777),  # before both periods
+    ]:
+        add(MrrMovement, at=at, kind=kind, currency=cur, mrr_before_cents=before, mrr_after_cents=after)
+    invoice(a.id, status="open", amount_cents=2000, first_failed_at=utc(2025, 5, 31, 8))
+    invoice(a.id, status="paid", amount_cents=1500, first_failed_at=utc(2025, 5, 3), paid_at=utc(2025, 5, 31, 9))
+    invoice(a.id, status="paid", amount_cents=900, paid_at=utc(2025, 5, 31, 9))  # never failed: not a recovery
+    card(a.id, 6, 2025)  # works to June 30: within 30 days of June 1
+    add(OutboxMessage, idempotency_key="inactive-warning:x", kind="inactive-warning", to_addr="x@example.com",
+        subject="s", text_body="t", html_body="h", created_at=utc(2025, 5, 31, 1), status="sent")
+    add(AuditLog, at=utc(2025, 5, 20), actor="job:purge-dormant-accounts", action="account.purged",
+        subject_type="user", subject_id="99")
+    make_user(purge_due_at=utc(2025, 6, 20), inactive_warned_at=utc(2025, 5, 21))
+
+    slot = utc(2025, 6, 1, 6)
+    run = run_job("finance-summary", slot, now=slot)
+    assert (run.status, run.emails_queued) == ("succeeded", 2)
+    assert run_job("finance-summary", slot, now=slot) is None
+    with session_scope() as s:
+        rows = {r.period: r for r in s.scalars(select(FinanceSummary))}
+        mails = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "finance-summary")
+                          .order_by(OutboxMessage.id)).all()
+    daily, monthly = rows["daily"].figures, rows["monthly"].figures
+    common = {"active_subscriptions": 3, "trialing_subscriptions": 1, "cancelled_subscriptions": 1,
+              "expiring_cards": 1, "purges_pending": 1}
+    assert daily == {**daily, **common, "new_subscriptions": 1, "reminders_sent": 1, "accounts_purged": 0,
+                     "period_start": "2025-05-31", "period_end": "2025-05-31"}
+    assert monthly == {**monthly, **common, "new_subscriptions": 2, "reminders_sent": 1, "accounts_purged": 1,
+                       "period_start": "2025-05-01", "period_end": "2025-05-31"}
+    usd_day, usd_month, eur_month = daily["currencies"]["usd"], monthly["currencies"]["usd"], monthly["currencies"]["eur"]
+    assert usd_day == {"mrr_cents": 3000, "new_mrr_cents": 2000, "expansion_mrr_cents": 0, "contraction_mrr_cents": 0,
+                       "churn_mrr_cents": 999, "reactivation_mrr_cents": 0, "failed_payments": 1,
+                       "failed_amount_cents": 2000, "recovered_payments": 1, "recovered_amount_cents": 1500,
+                       "expiring_cards_mrr_cents": 3000}
+    assert (usd_month["new_mrr_cents"], usd_month["expansion_mrr_cents"], usd_month["churn_mrr_cents"]) == (2000, 500, 999)
+    assert (eur_month["mrr_cents"], eur_month["contraction_mrr_cents"], eur_month["expiring_cards_mrr_cents"]) == (500, 300, 500)
+    assert [m.idempotency_key for m in mails] == ["finance-summary:daily:2025-05-31", "finance-summary:monthly:2025-05-01"]
+    assert mails[0].to_addr == "finance@example.com"
+    attachment = mails[1].attachments[0]
+    assert attachment["content_type"] == "text/csv" and attachment["filename"] == "finance-summary-monthly-2025-05-01.csv"
+    assert "monthly,2025-05-01,2025-05-31,mrr_cents,usd,3000" in attachment["content"]
+
+
+def test_ordinary_day_sends_only_the_daily_summary():
+    run = run_job("finance-summary", utc(2025, 6, 2, 6), now=utc(2025, 6, 2, 6))
+    assert run.emails_queued == 1
