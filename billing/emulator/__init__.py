@@ -1,0 +1,1 @@
+"""A loopback stand-in for the subset of Stripe the gateway uses (dev and tests only)."""

@@ -1,0 +1,62 @@
+"""`python -m billing.emulator --port P --webhook-url URL --webhook-secret S --data FILE`, or `... trigger TYPE`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import requests
+
+
+def serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m billing.emulator", description="A loopback Stripe emulator.")
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--webhook-url", help="where signed events are POSTed (none: events are not sent)")
+    parser.add_argument("--webhook-secret", default="whsec_dev_emulator_secret")
+    parser.add_argument("--data", type=Path, help="JSON file holding the state across restarts")
+    args = parser.parse_args(argv)
+    from werkzeug.serving import run_simple
+
+    from billing.emulator.api import create_app
+    from billing.emulator.objects import Account
+    from billing.emulator.sender import WebhookSender
+    from billing.emulator.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    store = Store(args.data)
+    app = create_app(store, Account(store, WebhookSender(args.webhook_url, args.webhook_secret)))
+    run_simple("127.0.0.1", args.port, app, threaded=True)  # loopback only, by design
+    return 0
+
+
+def trigger(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m billing.emulator trigger",
+                                     description="Make the emulator emit an event a real account sends on its own.")
+    parser.add_argument("type", choices=["payment_method.automatically_updated", "invoice.payment_failed", "invoice.paid"])
+    parser.add_argument("--url", default=os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111"))
+    parser.add_argument("--customer")
+    parser.add_argument("--subscription")
+    parser.add_argument("--payment-method")
+    parser.add_argument("--exp-month", type=int)
+    parser.add_argument("--exp-year", type=int)
+    parser.add_argument("--last4")
+    args = parser.parse_args(argv)
+    fields = {k: v for k, v in vars(args).items() if k not in ("url",) and v is not None}
+    key = os.environ.get("STRIPE_SECRET_KEY", "sk_test_emulator")
+    response = requests.post(f"{args.url.rstrip('/')}/_emulator/trigger", data=fields, timeout=10,
+                             headers={"Authorization": f"Bearer {key}"})
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.ok else 1
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["trigger"]:
+        return trigger(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

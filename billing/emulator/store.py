@@ -1,0 +1,67 @@
+"""The emulator's state: Stripe objects by id, kept in one JSON file."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+COLLECTIONS = {
+    "cus": "customers", "pm": "payment_methods", "seti": "setup_intents", "cs": "checkout_sessions",
+    "sub": "subscriptions", "si": "subscription_items", "in": "invoices",
+}
+
+
+def public(obj: Any) -> Any:
+    """The object as the API shows it: fields starting with '_' (a card's number) stay inside."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [public(v) for v in obj]
+    return obj
+
+
+class Store:
+    """Every object the emulator knows, persisted after each change."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.lock = threading.RLock()
+        self.data: dict[str, Any] = {name: {} for name in COLLECTIONS.values()}
+        self.data.update(idempotency={}, counters={})
+        if path and path.exists() and path.stat().st_size:
+            self.data.update(json.loads(path.read_text()))
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{'test_' if prefix == 'cs' else ''}{secrets.token_hex(12)}"
+
+    def next_number(self, name: str) -> int:
+        self.data["counters"][name] = self.data["counters"].get(name, 0) + 1
+        return self.data["counters"][name]
+
+    def add(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj.setdefault("created", int(time.time()))
+        obj.setdefault("livemode", False)
+        self.data[self.collection(obj["id"])][obj["id"]] = obj
+        return obj
+
+    def get(self, object_id: str) -> dict[str, Any] | None:
+        name = self.collection(object_id)
+        return self.data[name].get(object_id) if name else None
+
+    def all(self, name: str) -> list[dict[str, Any]]:
+        return list(self.data[name].values())
+
+    @staticmethod
+    def collection(object_id: str) -> str | None:
+        return COLLECTIONS.get(object_id.split("_", 1)[0])

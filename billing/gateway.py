@@ -1,0 +1,160 @@
+"""The one module that talks to Stripe: one function per API call.
+
+Every POST carries an idempotency key derived from our own ids, so a retried task (or
+stripe-python's own retries of network and 5xx errors) never does a thing twice. Errors come
+out as three kinds: PaymentError (a message the subscriber can act on), NotFound, GatewayError.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from saas.settings import get_settings
+
+_clients: dict[tuple[str, str], stripe.StripeClient] = {}
+
+# Stripe's decline codes, said so that a subscriber knows what to do next.
+DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card has insufficient funds. Try another card.",
+    "expired_card": "Your card has expired. Enter a card that is still valid.",
+    "incorrect_cvc": "The security code (CVC) is wrong. Check it and try again.",
+    "incorrect_number": "The card number is wrong. Check it and try again.",
+    "processing_error": "Your bank could not process the card just now. Try again in a few minutes.",
+    "lost_card": "Your card was declined. Please use another card.",
+    "stolen_card": "Your card was declined. Please use another card.",
+}
+GENERIC_DECLINE = "Your card was declined. Please use another card or contact your bank."
+
+
+class GatewayError(Exception):
+    """Stripe could not be reached or refused the call; retrying later may help."""
+
+
+class NotFound(GatewayError):
+    """The object does not exist at Stripe (already deleted, or never was)."""
+
+
+class PaymentError(GatewayError):
+    """The card was declined; the message is meant for the subscriber."""
+
+
+def client() -> stripe.StripeClient:
+    """A StripeClient for the configured key and API base, retrying network and 5xx errors."""
+    settings = get_settings()
+    key = (settings.stripe_secret_key, settings.stripe_api_base)
+    if key not in _clients:
+        _clients[key] = stripe.StripeClient(
+            settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}, max_network_retries=2
+        )
+    return _clients[key]
+
+
+def subscriber_message(exc: stripe.CardError) -> str:
+    """Turn a card error into a sentence a subscriber understands."""
+    code = getattr(exc, "code", None)
+    decline = (exc.error.decline_code if exc.error else None) or code
+    return DECLINE_MESSAGES.get(decline or "", GENERIC_DECLINE)
+
+
+def _call(fn, *args: Any, **kwargs: Any) -> Any:
+    """Run one API call; plain dicts out, stripe-python's errors translated into ours."""
+    try:
+        return fn(*args, **kwargs).to_dict()
+    except stripe.CardError as exc:
+        raise PaymentError(subscriber_message(exc)) from exc
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            raise NotFound(str(exc.user_message or exc)) from exc
+        raise GatewayError(str(exc.user_message or exc)) from exc
+    except stripe.StripeError as exc:
+        raise GatewayError(str(exc.user_message or exc)) from exc
+
+
+def _key(*parts: object) -> dict[str, str]:
+    return {"idempotency_key": ":".join(str(p) for p in parts)}
+
+
+def create_customer(user_id: int, email: str, name: str) -> dict:
+    """https://docs.stripe.com/api/customers/create"""
+    params = {"email": email, "name": name, "metadata": {"user_id": str(user_id)}}
+    return _call(client().v1.customers.create, params, _key("customer-create", user_id))
+
+
+def delete_customer(customer_id: str) -> dict:
+    """https://docs.stripe.com/api/customers/delete"""
+    return _call(client().v1.customers.delete, customer_id)
+
+
+def set_default_payment_method(customer_id: str, payment_method_id: str) -> dict:
+    """https://docs.stripe.com/api/customers/update (invoice_settings.default_payment_method)"""
+    params = {"invoice_settings": {"default_payment_method": payment_method_id}}
+    return _call(client().v1.customers.update, customer_id, params,
+                 _key("customer-default-pm", customer_id, payment_method_id))
+
+
+def create_card_payment_method(number: str, exp_month: int, exp_year: int, key: str) -> dict:
+    """https://docs.stripe.com/api/payment_methods/create (raw numbers: test mode and the emulator only)"""
+    params = {"type": "card", "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year}}
+    return _call(client().v1.payment_methods.create, params, _key("pm-create", key))
+
+
+def attach_payment_method(payment_method_id: str, customer_id: str) -> dict:
+    """https://docs.stripe.com/api/payment_methods/attach"""
+    return _call(client().v1.payment_methods.attach, payment_method_id, {"customer": customer_id},
+                 _key("pm-attach", payment_method_id, customer_id))
+
+
+def retrieve_payment_method(payment_method_id: str) -> dict:
+    """https://docs.stripe.com/api/payment_methods/retrieve"""
+    return _call(client().v1.payment_methods.retrieve, payment_method_id)
+
+
+def detach_payment_method(payment_method_id: str) -> dict:
+    """https://docs.stripe.com/api/payment_methods/detach"""
+    return _call(client().v1.payment_methods.detach, payment_method_id, None, _key("pm-detach", payment_method_id))
+
+
+def create_setup_checkout_session(customer_id: str, attempt: str, success_url: str, cancel_url: str) -> dict:
+    """https://docs.stripe.com/api/checkout/sessions/create (mode=setup: collect a card, charge nothing)"""
+    params = {
+        "mode": "setup", "customer": customer_id, "currency": "usd", "payment_method_types": ["card"],
+        "success_url": success_url, "cancel_url": cancel_url, "client_reference_id": attempt,
+    }
+    return _call(client().v1.checkout.sessions.create, params, _key("checkout-setup", customer_id, attempt))
+
+
+def retrieve_checkout_session(session_id: str) -> dict:
+    """https://docs.stripe.com/api/checkout/sessions/retrieve (with the setup intent's card expanded)"""
+    return _call(client().v1.checkout.sessions.retrieve, session_id, {"expand": ["setup_intent.payment_method"]})
+
+
+def create_subscription(customer_id: str, price_id: str, attempt: str) -> dict:
+    """https://docs.stripe.com/api/subscriptions/create (a declined first charge is an error, not a half-made subscription)"""
+    params = {
+        "customer": customer_id, "items": [{"price": price_id}],
+        "payment_behavior": "error_if_incomplete", "expand": ["latest_invoice"],
+    }
+    return _call(client().v1.subscriptions.create, params, _key("subscription-create", customer_id, price_id, attempt))
+
+
+def retrieve_subscription(subscription_id: str) -> dict:
+    """https://docs.stripe.com/api/subscriptions/retrieve"""
+    return _call(client().v1.subscriptions.retrieve, subscription_id)
+
+
+def set_cancel_at_period_end(subscription_id: str, cancel: bool, attempt: str) -> dict:
+    """https://docs.stripe.com/api/subscriptions/update (cancel_at_period_end: cancel, or resume)"""
+    return _call(client().v1.subscriptions.update, subscription_id, {"cancel_at_period_end": cancel},
+                 _key("subscription-cancel-at-period-end", subscription_id, cancel, attempt))
+
+
+def cancel_subscription(subscription_id: str) -> dict:
+    """https://docs.stripe.com/api/subscriptions/cancel (at once; used by the demo seed)"""
+    return _call(client().v1.subscriptions.cancel, subscription_id)
+
+
+def list_invoices(customer_id: str, limit: int = 24) -> list[dict]:
+    """https://docs.stripe.com/api/invoices/list"""
+    page = _call(client().v1.invoices.list, {"customer": customer_id, "limit": limit})
+    return page["data"]

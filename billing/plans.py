@@ -1,0 +1,41 @@
+"""The plan catalog: what a subscriber can buy and the Stripe price behind each plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One plan; `price_id` is the Stripe Price the subscription is created with."""
+
+    key: str
+    name: str
+    price_id: str
+    amount_cents: int
+    currency: str
+    interval: str  # "month" or "year"
+
+    @property
+    def mrr_cents(self) -> int:
+        return monthly_cents(self.amount_cents, self.interval)
+
+
+# The same ids exist in the Stripe account (and in the emulator, which reads this catalog).
+PLANS: dict[str, Plan] = {
+    plan.key: plan
+    for plan in (
+        Plan("starter", "Starter", "price_starter_monthly", 900, "usd", "month"),
+        Plan("pro", "Pro", "price_pro_monthly", 2900, "usd", "month"),
+        Plan("pro-yearly", "Pro, billed yearly", "price_pro_yearly", 29000, "usd", "year"),
+    )
+}
+
+
+def monthly_cents(amount_cents: int, interval: str) -> int:
+    """MRR of a price: yearly amounts are spread over twelve months."""
+    return round(amount_cents / 12) if interval == "year" else amount_cents
+
+
+def plan_for_price(price_id: str) -> Plan | None:
+    """The plan a Stripe price belongs to (webhooks name prices, not plans)."""
+    return next((plan for plan in PLANS.values() if plan.price_id == price_id), None)

@@ -1,0 +1,38 @@
+"""The state of a slow billing operation a page is waiting for, kept briefly in Redis."""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import redis
+
+from saas.settings import get_settings
+
+TTL = 3600
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def new_operation(user_id: int, kind: str) -> str:
+    """A fresh operation id (also the attempt part of its Stripe idempotency keys), marked pending."""
+    op_id = secrets.token_urlsafe(12)
+    set_state(op_id, user_id=user_id, kind=kind, state="pending")
+    return op_id
+
+
+def set_state(op_id: str, **fields: Any) -> None:
+    key = f"billing:op:{op_id}"
+    current = json.loads(_redis().get(key) or "{}")
+    _redis().set(key, json.dumps({**current, **fields}), ex=TTL)
+
+
+def finish(op_id: str, message: str, next_url: str | None = None, ok: bool = True) -> None:
+    set_state(op_id, state="done" if ok else "failed", message=message, next=next_url)
+
+
+def get_state(op_id: str) -> dict[str, Any] | None:
+    raw = _redis().get(f"billing:op:{op_id}")
+    return json.loads(raw) if raw else None

@@ -1,0 +1,172 @@
+"""Our copies of Stripe objects: upserts from Stripe-shaped dicts that never move a row backwards."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from billing.expiry import is_card_expiring
+from billing.models import Card, Invoice, MrrMovement, Subscription
+from billing.plans import monthly_cents, plan_for_price
+from saas.db import utcnow
+from saas.models import User
+from saas.settings import get_settings
+
+MRR_STATUSES = ("active", "past_due")  # trials and unpaid first invoices earn nothing yet
+INVOICE_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
+
+
+def local_today() -> date:
+    """Today in APP_TIMEZONE, the day the expiry rule is judged on."""
+    return datetime.now(get_settings().tz).date()
+
+
+def from_ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if value else None
+
+
+def user_for_customer(session: Session, customer_id: str | None) -> User | None:
+    if not customer_id:
+        return None
+    return session.scalar(select(User).where(User.stripe_customer_id == customer_id))
+
+
+# Cards ----------------------------------------------------------------------------------------
+def upsert_card(session: Session, user_id: int, pm: dict[str, Any], today: date) -> Card:
+    """Insert or refresh a card from a PaymentMethod, recomputing is_expiring at once."""
+    card = pm["card"]
+    values = {
+        "brand": card.get("brand") or "card", "last4": str(card["last4"]),
+        "exp_month": int(card["exp_month"]), "exp_year": int(card["exp_year"]),
+        "is_expiring": is_card_expiring(int(card["exp_month"]), int(card["exp_year"]), today,
+                                        get_settings().card_expiring_days),
+    }
+    has_card = session.scalar(select(exists().where(Card.user_id == user_id)))
+    stmt = insert(Card).values(user_id=user_id, stripe_payment_method_id=pm["id"], is_default=not has_card, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=["stripe_payment_method_id"],
+                                      set_={**values, "user_id": user_id, "updated_at": utcnow()})
+    session.execute(stmt)
+    return session.scalar(select(Card).where(Card.stripe_payment_method_id == pm["id"]).execution_options(
+        populate_existing=True))
+
+
+def make_default_card(session: Session, user_id: int, payment_method_id: str) -> None:
+    session.execute(update(Card).where(Card.user_id == user_id)
+                    .values(is_default=Card.stripe_payment_method_id == payment_method_id))
+
+
+def remove_card(session: Session, payment_method_id: str) -> None:
+    session.execute(delete(Card).where(Card.stripe_payment_method_id == payment_method_id))
+
+
+# Subscriptions and MRR --------------------------------------------------------------------------
+def subscription_mrr(status: str, amount_cents: int, interval: str) -> int:
+    return monthly_cents(amount_cents, interval) if status in MRR_STATUSES else 0
+
+
+def record_mrr_change(session: Session, sub: Subscription, before: int, after: int, at: datetime) -> None:
+    """One MrrMovement row when a subscription's MRR changes (finance sums these)."""
+    if before == after:
+        return
+    if before == 0:
+        churned_before = session.scalar(select(exists().where(
+            MrrMovement.kind == "churn",
+            MrrMovement.subscription_id.in_(select(Subscription.id).where(Subscription.user_id == sub.user_id)))))
+        kind = "reactivation" if churned_before else "new"
+    elif after == 0:
+        kind = "churn"
+    else:
+        kind = "expansion" if after > before else "contraction"
+    session.add(MrrMovement(subscription_id=sub.id, at=at, kind=kind, currency=sub.currency,
+                            mrr_before_cents=before, mrr_after_cents=after))
+
+
+def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int) -> Subscription:
+    """Mirror a Stripe subscription; an event older than the last applied one changes nothing,
+    and a canceled subscription stays canceled (Stripe never revives one)."""
+    item = obj["items"]["data"][0]
+    price = item["price"]
+    plan = plan_for_price(price["id"])
+    interval = (price.get("recurring") or {}).get("interval", "month")
+    values = {
+        "plan": plan.key if plan else price["id"][:50], "status": obj["status"],
+        "amount_cents": int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1),
+        "currency": obj.get("currency") or price.get("currency") or "usd", "interval": interval,
+        "current_period_end": from_ts(item.get("current_period_end") or obj.get("current_period_end")),
+        "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
+        "canceled_at": from_ts(obj.get("canceled_at")),
+    }
+    new_id = session.execute(
+        insert(Subscription).values(user_id=user_id, stripe_subscription_id=obj["id"], stripe_event_created=created,
+                                    **values)
+        .on_conflict_do_nothing(index_elements=["stripe_subscription_id"]).returning(Subscription.id)
+    ).scalar_one_or_none()
+    sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == obj["id"])
+                         .with_for_update().execution_options(populate_existing=True))
+    at = from_ts(created) or utcnow()
+    if new_id is not None:
+        record_mrr_change(session, sub, 0, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
+        return sub
+    if created < sub.stripe_event_created or (sub.status == "canceled" and obj["status"] != "canceled"):
+        return sub
+    before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
+    for name, value in values.items():
+        setattr(sub, name, value)
+    sub.stripe_event_created = created
+    session.flush()
+    record_mrr_change(session, sub, before, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
+    return sub
+
+
+def set_subscription_status(session: Session, sub: Subscription, status: str, created: int) -> None:
+    """Move status on a payment outcome, unless a newer event already spoke or it is canceled."""
+    if created < sub.stripe_event_created or sub.status == "canceled" or sub.status == status:
+        return
+    before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
+    sub.status = status
+    sub.stripe_event_created = created
+    record_mrr_change(session, sub, before, subscription_mrr(status, sub.amount_cents, sub.interval),
+                      from_ts(created) or utcnow())
+
+
+# Invoices -------------------------------------------------------------------------------------
+def invoice_subscription_id(obj: dict[str, Any]) -> str | None:
+    """Where the subscription id lives: `parent.subscription_details` (new API) or `subscription` (old)."""
+    details = ((obj.get("parent") or {}).get("subscription_details") or {})
+    return details.get("subscription") or obj.get("subscription")
+
+
+def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], created: int,
+                   failed: bool = False) -> Invoice:
+    """Mirror an invoice; status only moves forward, the first failure's time is kept for finance."""
+    sub = session.scalar(select(Subscription).where(
+        Subscription.stripe_subscription_id == (invoice_subscription_id(obj) or "")))
+    values = {
+        "number": obj.get("number"), "amount_cents": int(obj.get("amount_due") or 0),
+        "currency": obj.get("currency") or "usd", "status": obj["status"],
+        "period_start": from_ts(obj.get("period_start")), "period_end": from_ts(obj.get("period_end")),
+        "paid_at": from_ts((obj.get("status_transitions") or {}).get("paid_at")),
+        "customer_email": obj.get("customer_email"), "customer_name": obj.get("customer_name"),
+    }
+    session.execute(
+        insert(Invoice).values(user_id=user.id if user else None, subscription_id=sub.id if sub else None,
+                               stripe_invoice_id=obj["id"], stripe_event_created=created, **values)
+        .on_conflict_do_nothing(index_elements=["stripe_invoice_id"]))
+    invoice = session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == obj["id"])
+                             .with_for_update().execution_options(populate_existing=True))
+    newer = created >= invoice.stripe_event_created
+    if newer and INVOICE_RANK.get(obj["status"], 0) >= INVOICE_RANK.get(invoice.status, 0):
+        for name, value in values.items():
+            setattr(invoice, name, value)
+        invoice.stripe_event_created = created
+    if failed:
+        at = from_ts(created) or utcnow()
+        if invoice.first_failed_at is None or at < invoice.first_failed_at:
+            invoice.first_failed_at = at
+        if invoice.status != "paid":
+            error = (obj.get("last_finalization_error") or {}).get("message")
+            invoice.failure_reason = error or f"The charge failed (attempt {obj.get('attempt_count') or 1})."
+    return invoice

@@ -1,0 +1,115 @@
+"""The subscriber's billing actions: subscribe, replace the card, cancel at period end, resume."""
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing import gateway, records
+from billing.models import Card, Invoice, Subscription
+from billing.plans import PLANS
+from saas.models import User
+
+LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
+
+
+class BillingError(Exception):
+    """The action cannot be done as asked; the message is for the subscriber."""
+
+
+def _now() -> int:
+    """A time no event caused by the coming call can precede (one second of slack)."""
+    return int(time.time()) - 1
+
+
+def current_subscription(session: Session, user_id: int) -> Subscription | None:
+    """The live subscription if there is one, else the latest ended one."""
+    rows = session.scalars(select(Subscription).where(Subscription.user_id == user_id)
+                           .order_by(Subscription.created_at.desc())).all()
+    return next((s for s in rows if s.status in LIVE_STATUSES), rows[0] if rows else None)
+
+
+def default_card(session: Session, user_id: int) -> Card | None:
+    return session.scalar(select(Card).where(Card.user_id == user_id)
+                          .order_by(Card.is_default.desc(), Card.created_at.desc()).limit(1))
+
+
+def overview(session: Session, user_id: int) -> dict[str, Any]:
+    """What the billing page shows: plan catalog, subscription, card, recent invoices."""
+    invoices = session.scalars(select(Invoice).where(Invoice.user_id == user_id)
+                               .order_by(Invoice.created_at.desc()).limit(12)).all()
+    return {"plans": list(PLANS.values()), "subscription": current_subscription(session, user_id),
+            "card": default_card(session, user_id), "invoices": invoices}
+
+
+def ensure_customer(session: Session, user: User) -> str:
+    """The user's Stripe customer id, creating the customer the first time (idempotent per user)."""
+    if not user.stripe_customer_id:
+        user.stripe_customer_id = gateway.create_customer(user.id, user.email, user.name)["id"]
+        session.flush()
+    return user.stripe_customer_id
+
+
+def start_card_update(session: Session, user: User, attempt: str, success_url: str, cancel_url: str) -> str:
+    """A Checkout (setup mode) URL where the subscriber enters the new card."""
+    customer_id = ensure_customer(session, user)
+    return gateway.create_setup_checkout_session(customer_id, attempt, success_url, cancel_url)["url"]
+
+
+def sync_checkout_session(session: Session, user: User, checkout_id: str, today: date) -> Card | None:
+    """Make the card saved in a completed Checkout the subscriber's card; the old ones are detached.
+
+    Run by the return page's task and by the checkout.session.completed webhook; either may come first.
+    None when the session's card is no longer attached (a newer card replaced it meanwhile).
+    """
+    checkout = gateway.retrieve_checkout_session(checkout_id)
+    if checkout.get("customer") != user.stripe_customer_id:
+        raise BillingError("That card form belongs to another account.")
+    if checkout.get("status") != "complete":
+        raise BillingError("The card form was not completed, so your card is unchanged.")
+    pm = (checkout.get("setup_intent") or {}).get("payment_method")
+    if not isinstance(pm, dict) or pm.get("customer") != user.stripe_customer_id:
+        return None
+    gateway.set_default_payment_method(user.stripe_customer_id, pm["id"])
+    card = records.upsert_card(session, user.id, pm, today)
+    records.make_default_card(session, user.id, pm["id"])
+    old = session.scalars(select(Card.stripe_payment_method_id).where(
+        Card.user_id == user.id, Card.stripe_payment_method_id != pm["id"])).all()
+    for payment_method_id in old:
+        try:
+            gateway.detach_payment_method(payment_method_id)
+        except gateway.NotFound:
+            pass
+        records.remove_card(session, payment_method_id)
+    return card
+
+
+def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subscription:
+    """Start a subscription to a plan, charged to the saved card now."""
+    plan = PLANS.get(plan_key)
+    if plan is None:
+        raise BillingError("That plan does not exist.")
+    live = current_subscription(session, user.id)
+    if live is not None and live.status in LIVE_STATUSES:
+        raise BillingError("You already have a subscription.")
+    if not user.stripe_customer_id or default_card(session, user.id) is None:
+        raise BillingError("Add a card first, then choose a plan.")
+    started = _now()
+    obj = gateway.create_subscription(user.stripe_customer_id, plan.price_id, attempt)
+    sub = records.upsert_subscription(session, user.id, obj, started)
+    if isinstance(obj.get("latest_invoice"), dict):
+        records.upsert_invoice(session, user, obj["latest_invoice"], started)
+    return sub
+
+
+def set_cancel_at_period_end(session: Session, user: User, cancel: bool, attempt: str) -> Subscription:
+    """Cancel at the end of the paid period (cancel=True) or take that back (cancel=False)."""
+    sub = current_subscription(session, user.id)
+    if sub is None or sub.status not in ("active", "trialing", "past_due"):
+        raise BillingError("You have no active subscription.")
+    started = _now()
+    obj = gateway.set_cancel_at_period_end(sub.stripe_subscription_id, cancel, attempt)
+    return records.upsert_subscription(session, user.id, obj, started)

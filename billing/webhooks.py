@@ -1,0 +1,62 @@
+"""Receiving Stripe webhooks: verify against every configured secret, then store by event id."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import stripe
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from billing.models import StripeEvent
+
+TOLERANCE = 300  # seconds, both ways: Stripe's library only refuses old timestamps
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine, fresh Stripe event; the message says why (answered with 400)."""
+
+
+def _timestamp(header: str) -> int:
+    try:
+        return int(next(part.split("=", 1)[1] for part in header.split(",") if part.strip().startswith("t=")))
+    except (StopIteration, ValueError):
+        raise WebhookRejected("malformed Stripe-Signature header") from None
+
+
+def verify(payload: bytes, header: str | None, secrets: tuple[str, ...], now: float | None = None) -> dict[str, Any]:
+    """The event as a dict, if `header` signs `payload` with one of `secrets` within 5 minutes of now."""
+    if not secrets:
+        raise WebhookRejected("no webhook secret is configured")
+    if not header:
+        raise WebhookRejected("missing Stripe-Signature header")
+    now = time.time() if now is None else now
+    timestamp = _timestamp(header)
+    if timestamp > now + TOLERANCE:
+        raise WebhookRejected("timestamp is more than 5 minutes in the future")
+    if timestamp < now - TOLERANCE:
+        raise WebhookRejected("timestamp is more than 5 minutes old")
+    for secret in secrets:
+        try:
+            stripe.Webhook.construct_event(payload, header, secret, tolerance=TOLERANCE)
+        except stripe.SignatureVerificationError:
+            continue
+        except (ValueError, UnicodeDecodeError):  # signed, but not a JSON event
+            raise WebhookRejected("body is not a JSON Stripe event") from None
+        break
+    else:
+        raise WebhookRejected("signature does not match any configured webhook secret")
+    event = json.loads(payload)
+    if not isinstance(event, dict) or not all(isinstance(event.get(k), t) for k, t in
+                                               (("id", str), ("type", str), ("created", int), ("data", dict))):
+        raise WebhookRejected("body is not a Stripe event (id, type, created, data)")
+    return event
+
+
+def store_event(session: Session, event: dict[str, Any]) -> bool:
+    """Keep the event by id; False when it was already stored (a replay)."""
+    stmt = (insert(StripeEvent)
+            .values(id=event["id"], type=event["type"], created=event["created"], payload=event)
+            .on_conflict_do_nothing(index_elements=["id"]).returning(StripeEvent.id))
+    return session.execute(stmt).scalar_one_or_none() is not None
