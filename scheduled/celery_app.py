@@ -4,9 +4,10 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-TASK_MODULES = ["scheduled.delivery", "scheduled.tasks", "billing.tasks"]
+TASK_MODULES = ["scheduled.delivery", "scheduled.tasks", "billing.tasks", "scheduled.reports"]
 
 app = Celery("saas", include=TASK_MODULES)
+app.set_default()  # shared_task proxies resolve to this app from any thread, not just the importing one
 
 
 def celery_config() -> dict:
@@ -41,6 +42,7 @@ def celery_config() -> dict:
         "beat_schedule": {
             "outbox-sweep": {"task": "scheduled.delivery.deliver_outbox", "schedule": 60.0},
             "missed-slot-watchdog": {"task": "scheduled.tasks.watchdog", "schedule": 300.0},
+            "stripe-deletion-sweep": {"task": "billing.tasks.sweep_stripe_deletions", "schedule": 600.0},
         },
     }
 

@@ -1,4 +1,9 @@
 """Error pages in the app's own style; JSON for API callers."""
+from __future__ import annotations
+
+import math
+import time
+
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 
@@ -6,7 +11,7 @@ MESSAGES = {
     400: ("Bad request", "Something in that request was not right."),
     403: ("Not allowed", "Your account does not have access to this page."),
     404: ("Not found", "There is no page at this address."),
-    405: ("Not allowed", "That method is not allowed here."),
+    405: ("Method not allowed", "That method is not allowed here."),
     413: ("Too large", "That request was too large."),
     429: ("Too many requests", "You are going a little fast."),
     500: ("Something went wrong", "We could not complete that. It has been logged; please try again."),
@@ -19,14 +24,25 @@ def _wants_json() -> bool:
 
 
 def render_error(code: int, detail: str | None = None, retry_after: int | None = None):
+    """The error page (or JSON body) for `code`, with an optional reason and wait time."""
     title, message = MESSAGES.get(code, MESSAGES[500])
     if _wants_json():
-        body = jsonify(error=title, detail=detail or message)
+        body = jsonify(error=title, detail=detail or message, retry_after=retry_after)
     else:
         body = render_template("error.html", code=code, title=title, message=detail or message,
                                retry_after=retry_after)
-    response = (body, code)
-    return response
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    return body, code, headers
+
+
+def seconds_until_retry() -> int:
+    """Seconds until the breached limit's window resets (at least 1)."""
+    from saas.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 1
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def init_app(app) -> None:
@@ -36,12 +52,16 @@ def init_app(app) -> None:
 
     @app.errorhandler(429)
     def too_many(exc):
-        retry_after = None
-        limit = getattr(exc, "limit", None)
-        if limit is not None:
-            retry_after = int(limit.limit.get_expiry())
-        response = render_error(429, f"Too many requests: {exc.description}. Try again in a few seconds.", retry_after)
-        return response
+        return render_error(429, "That was too quick after the last one: please wait a little between requests.",
+                            retry_after=seconds_until_retry())
 
     for code in (400, 403, 404, 405, 413, 500):
-        app.register_error_handler(code, lambda exc, code=code: render_error(code))
+        app.register_error_handler(code, lambda exc, code=code: render_error(code, _detail(exc, code)))
+
+
+def _detail(exc, code: int) -> str | None:
+    """A 400 raised with a specific reason (abort(400, "...")) shows that reason."""
+    description = getattr(exc, "description", None)
+    if code == 400 and description and "browser (or proxy) sent a request" not in description:
+        return description
+    return None

@@ -1,0 +1,113 @@
+"""The web experience in a real browser: banners, admin review, live report progress, the contact limit."""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from saas.db import session_scope
+from saas.models import AuditLog, User
+from tests.browser.conftest import sign_in
+from tests.web.helpers import add_card
+
+pytestmark = pytest.mark.browser
+
+
+def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(page, make_user, stripe_emulator,
+                                                                            celery_worker):
+    from playwright.sync_api import expect
+
+    from scheduled.runner import run_job
+
+    today = date.today()
+    ana = make_user(email="ana@example.com", name="Ana")
+    add_card(ana.id, today.month, today.year, brand="visa", last4="4242")
+    sign_in(page, "ana@example.com")
+    banner = page.locator('[data-banner="card-expiring"]')
+    expect(banner).to_have_count(0)  # the nightly job has not flagged it yet
+
+    run_job("flag-expiring-cards")
+    page.goto("/dashboard")
+    expect(banner).to_contain_text(f"Your Visa ending 4242 expires on {today.month:02d}/{today.year}")
+    banner.get_by_role("link", name="Update your card").click()
+    page.get_by_role("button", name="Enter a new card").click()
+    page.wait_for_url(re.compile(re.escape(stripe_emulator.base_url)))  # the emulator's Checkout page
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry (MM / YY)").fill(f"12 / {(today.year + 4) % 100:02d}")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_label("Name on card").fill("Ana")
+    page.get_by_role("button", name="Save card").click()
+    page.wait_for_url(re.compile(r"/billing$"))  # back in the app once the worker synced the card
+    page.goto("/dashboard")
+    expect(page.locator("#card-h + p")).to_contain_text("4242")
+    expect(banner).to_have_count(0)
+
+
+def test_admin_exempts_a_dormant_account_and_the_purge_skips_it(page, make_user):
+    from playwright.sync_api import expect
+
+    from scheduled.runner import run_job
+
+    now = datetime.now(timezone.utc)
+    dormant = dict(last_seen_at=now - timedelta(days=250), inactive_warned_at=now - timedelta(days=35),
+                   purge_due_at=now - timedelta(days=5))
+    kept = make_user(email="dario@example.com", **dormant)
+    gone = make_user(email="carla@example.com", **dormant)
+    admin = make_user(email="root@example.com", role="admin")
+    sign_in(page, "root@example.com")
+    page.goto("/admin/dormant")
+    row = page.locator(f'tr[data-user-id="{kept.id}"]')
+    row.get_by_label("Reason to exempt dario@example.com").fill("Customer asked by phone")
+    row.get_by_role("button", name="Exempt").click()
+    expect(page.locator(".flash-success")).to_contain_text("Exempt from purge: 1 account done")
+    expect(row).to_contain_text("exempted by an admin")
+
+    run_job("purge-dormant-accounts")
+    with session_scope() as s:
+        assert s.get(User, kept.id).purged_at is None
+        assert s.get(User, gone.id).purged_at is not None  # the purge did run
+        audit = s.scalar(select(AuditLog).where(AuditLog.action == "dormant.exempt"))
+        assert audit.actor == f"admin:{admin.id}" and audit.subject_id == str(kept.id)
+
+
+def test_finance_report_progress_reaches_100_and_the_file_downloads(page, make_user, celery_worker, tmp_path):
+    from playwright.sync_api import expect
+
+    make_user(email="fiona@example.com", role="finance")
+    sign_in(page, "fiona@example.com")
+    page.goto("/finance/reports")
+    page.get_by_label("From").fill("2025-01-01")
+    page.get_by_label("To (included)").fill("2025-03-31")
+    page.get_by_role("button", name="Build the report").click()
+    report = page.locator(".report").first
+    expect(report.locator("progress")).to_have_attribute("value", "100")
+    expect(report.locator("[data-role=percent]")).to_have_text("100%")
+    link = report.get_by_role("link", name="Download CSV")
+    expect(link).to_be_visible()
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == "revenue-churn-2025-01-01-to-2025-03-31.csv"
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("date,currency,revenue") and len(lines) == 1 + 90
+
+
+def test_second_quick_contact_post_gets_the_429_page(page):
+    from playwright.sync_api import expect
+
+    def send(subject: str) -> None:
+        page.goto("/contact")
+        page.get_by_label("Your email").fill("vera@example.org")
+        page.get_by_label("Subject").fill(subject)
+        page.get_by_label("Message").fill("Hello, I have a question about my plan.")
+        page.get_by_role("button", name="Send message").click()
+
+    send("First")
+    expect(page.locator(".flash-success")).to_contain_text("your message is on its way")
+    send("Second")
+    expect(page.get_by_role("heading", name="Too many requests")).to_be_visible()
+    expect(page.locator(".retry")).to_contain_text(re.compile(r"Try again in \d+ seconds?"))
