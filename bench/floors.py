@@ -1,0 +1,153 @@
+"""The floor of each nightly job: the bare SQL statements that produce the same effects.
+
+Written as a DBA would, one transaction per job, no ledger, no batching, no Python per row:
+the outbox rows are built by format() in SQL (the same row count and a body of similar length,
+not the Jinja templates). The Stripe-deletion tasks the purge enqueues are left out.
+"""
+from __future__ import annotations
+
+import time
+
+FLAG = [
+    "UPDATE cards SET is_expiring = false WHERE is_expiring AND NOT (is_default AND expires_on < %(horizon)s)",
+    """WITH flagged AS (
+         UPDATE cards c SET is_expiring = true FROM users u
+         WHERE u.id = c.user_id AND NOT c.is_expiring AND c.is_default AND c.expires_on < %(horizon)s
+         RETURNING c.id, c.brand, c.last4, c.exp_month, c.exp_year, c.user_id, u.email, u.name, u.purged_at)
+       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, subject, text_body, html_body, attachments,
+                           status, attempts, created_at, next_attempt_at)
+       SELECT 'card-expiring:' || id || ':' || exp_year || '-' || lpad(exp_month::text, 2, '0'), 'card-expiring',
+              user_id, email,
+              format('Your %%s ending %%s expires %%s/%%s', initcap(brand), last4, lpad(exp_month::text, 2, '0'), exp_year),
+              format(%(text)s, name, initcap(brand), last4, exp_month, exp_year),
+              format(%(html)s, name, initcap(brand), last4, exp_month, exp_year),
+              '[]', 'pending', 0, now(), now()
+       FROM flagged WHERE purged_at IS NULL
+       ON CONFLICT (idempotency_key) DO NOTHING""",
+]
+
+REMIND = [
+    """WITH warned AS (
+         UPDATE users SET inactive_warned_at = now(), purge_due_at = now() + interval '30 days', purge_approved_at = NULL
+         WHERE role = 'subscriber' AND purged_at IS NULL AND purge_exempt_reason IS NULL
+           AND last_seen_at < %(cutoff)s AND (inactive_warned_at IS NULL OR inactive_warned_at < last_seen_at)
+         RETURNING id, email, name, last_seen_at)
+       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, subject, text_body, html_body, attachments,
+                           status, attempts, created_at, next_attempt_at)
+       SELECT 'inactive-warning:' || id || ':' || last_seen_at, 'inactive-warning', id, email,
+              'Your account will be deleted unless you sign in',
+              format(%(text)s, name, last_seen_at::date, (now() + interval '30 days')::date),
+              format(%(html)s, name, last_seen_at::date, (now() + interval '30 days')::date),
+              '[]', 'pending', 0, now(), now()
+       FROM warned ON CONFLICT (idempotency_key) DO NOTHING""",
+]
+
+PURGE = [
+    """CREATE TEMP TABLE purge_ids ON COMMIT DROP AS
+       SELECT u.id FROM users u
+       WHERE u.role = 'subscriber' AND u.purged_at IS NULL AND u.inactive_warned_at IS NOT NULL
+         AND u.last_seen_at < u.inactive_warned_at AND u.purge_exempt_reason IS NULL
+         AND (u.purge_due_at <= now() OR u.purge_approved_at IS NOT NULL)
+         AND u.credit_balance_cents <= 0
+         AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id
+                         AND s.status IN ('active', 'trialing', 'past_due'))
+         AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.user_id = u.id AND i.status IN ('open', 'uncollectible'))
+       FOR UPDATE OF u""",
+    """INSERT INTO audit_log (at, actor, action, subject_type, subject_id, details)
+       SELECT now(), 'job:purge-dormant-accounts', 'account.purged', 'user', u.id::text,
+              jsonb_build_object('reason', 'no sign-in', 'warned_at', u.inactive_warned_at, 'purge_due_at', u.purge_due_at)
+       FROM users u JOIN purge_ids p USING (id)""",
+    "UPDATE invoices SET customer_email = NULL, customer_name = NULL WHERE user_id IN (SELECT id FROM purge_ids)",
+    "DELETE FROM cards WHERE user_id IN (SELECT id FROM purge_ids)",
+    """UPDATE outbox SET to_addr = 'purged-' || user_id || '@invalid', reply_to = NULL, subject = '[removed]',
+              text_body = '[removed]', html_body = '[removed]', attachments = '[]',
+              status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END
+       WHERE user_id IN (SELECT id FROM purge_ids)""",
+    """UPDATE users SET name = '', email = 'purged-' || id || '@invalid', password_hash = NULL,
+              session_token = md5(random()::text) || md5(random()::text), purged_at = now(),
+              purge_due_at = NULL, purge_approved_at = NULL
+       WHERE id IN (SELECT id FROM purge_ids)""",
+]
+
+FINANCE = [
+    """WITH p AS (SELECT %(start)s::timestamptz AS s, %(end)s::timestamptz AS e),
+       figures AS (SELECT jsonb_build_object(
+         'mrr', (SELECT sum(CASE WHEN interval = 'year' THEN amount_cents / 12.0 ELSE amount_cents END)
+                 FROM subscriptions WHERE status IN ('active', 'past_due')),
+         'movements', (SELECT jsonb_object_agg(kind, d) FROM (SELECT kind, sum(mrr_after_cents - mrr_before_cents) d
+                       FROM mrr_movements, p WHERE at >= p.s AND at < p.e GROUP BY kind) m),
+         'failed', (SELECT count(*) FROM invoices, p WHERE first_failed_at >= p.s AND first_failed_at < p.e),
+         'recovered', (SELECT count(*) FROM invoices, p WHERE paid_at >= p.s AND paid_at < p.e
+                       AND first_failed_at IS NOT NULL AND first_failed_at < paid_at),
+         'at_risk', (SELECT sum(CASE WHEN interval = 'year' THEN amount_cents / 12.0 ELSE amount_cents END)
+                     FROM subscriptions WHERE status IN ('active', 'past_due') AND user_id IN (
+                       SELECT c.user_id FROM cards c JOIN users u ON u.id = c.user_id
+                       WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on < %(horizon)s
+                         AND u.purged_at IS NULL)),
+         'expiring', (SELECT count(*) FROM cards c JOIN users u ON u.id = c.user_id
+                      WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on < %(horizon)s
+                        AND u.purged_at IS NULL),
+         'active', (SELECT count(*) FROM subscriptions WHERE status IN ('active', 'past_due')),
+         'trialing', (SELECT count(*) FROM subscriptions WHERE status = 'trialing'),
+         'new', (SELECT count(*) FROM subscriptions, p WHERE created_at >= p.s AND created_at < p.e),
+         'cancelled', (SELECT count(*) FROM subscriptions, p WHERE canceled_at >= p.s AND canceled_at < p.e),
+         'reminders', (SELECT count(*) FROM outbox, p WHERE kind = 'inactive-warning' AND created_at >= p.s AND created_at < p.e),
+         'purged', (SELECT count(*) FROM audit_log, p WHERE action = 'account.purged' AND at >= p.s AND at < p.e),
+         'pending', (SELECT count(*) FROM users WHERE purge_due_at IS NOT NULL AND purged_at IS NULL)) AS f),
+       summary AS (INSERT INTO finance_summaries (period, period_start, period_end, figures, csv, created_at)
+                   SELECT 'daily', %(first)s, %(first)s, f, f::text, now() FROM figures
+                   ON CONFLICT DO NOTHING RETURNING figures)
+       INSERT INTO outbox (idempotency_key, kind, to_addr, subject, text_body, html_body, attachments,
+                           status, attempts, created_at, next_attempt_at)
+       SELECT 'finance-summary:daily:' || %(first)s, 'finance-summary', 'finance@example.com', 'Finance summary',
+              figures::text, figures::text,
+              jsonb_build_array(jsonb_build_object('filename', 'summary.csv', 'content_type', 'text/csv',
+                                                   'content', figures::text)),
+              'pending', 0, now(), now()
+       FROM summary ON CONFLICT (idempotency_key) DO NOTHING""",
+]
+
+TEXT = ("Hello %s,\n\nYour %s card ending %s expires %s/%s. After that day we cannot charge it and your "
+        "subscription stops. Update it in a minute from your account page.\n\nThank you.\n")
+HTML = ("<p>Hello %s,</p><p>Your %s card ending %s expires %s/%s. After that day we cannot charge it and your "
+        "subscription stops.</p><p><a href=\"https://example.com/billing/card/update\">Update your card</a></p>")
+REMIND_TEXT = ("Hello %s,\n\nWe have not seen you since %s. Your account and its data will be deleted on %s "
+               "unless you sign in before then.\n")
+REMIND_HTML = "<p>Hello %s,</p><p>We have not seen you since %s. Your account will be deleted on %s unless you sign in.</p>"
+
+STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
+              "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
+
+
+def params(today, settings) -> dict:
+    from datetime import datetime, time as dtime, timedelta
+
+    from billing.expiry import expiring_horizon
+
+    tz = settings.tz
+    yesterday = today - timedelta(days=1)
+    cutoff_month = today.month - settings.inactive_after_months
+    year, month = today.year + (cutoff_month - 1) // 12, (cutoff_month - 1) % 12 + 1
+    import calendar
+
+    cutoff = datetime.combine(today.replace(year=year, month=month, day=min(today.day, calendar.monthrange(year, month)[1])),
+                              dtime(0), tz)
+    return {"horizon": expiring_horizon(today, settings.card_expiring_days), "cutoff": cutoff,
+            "today": today, "first": yesterday,
+            "start": datetime.combine(yesterday, dtime(0), tz), "end": datetime.combine(today, dtime(0), tz),
+            "text": TEXT, "html": HTML}
+
+
+def run_floor(database_url: str, job: str, values: dict) -> float:
+    """Run the job's statements in one transaction; returns seconds."""
+    import psycopg
+
+    vals = dict(values)
+    if job == "remind-inactive-users":
+        vals.update(text=REMIND_TEXT, html=REMIND_HTML)
+    with psycopg.connect(database_url) as conn:
+        start = time.perf_counter()
+        with conn.transaction():
+            for statement in STATEMENTS[job]:
+                conn.execute(statement, vals)
+        return time.perf_counter() - start

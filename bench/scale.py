@@ -1,0 +1,35 @@
+"""Part 2: flag-expiring-cards over N and 10*N cards with the same number of cards to flag."""
+from __future__ import annotations
+
+import time
+
+from bench.report import Report, ratio
+
+TO_FLAG = 1000
+
+
+def bench_scale(harness, report: Report, users: int, repeat: int) -> None:
+    from bench.jobs import run_in_child
+    from bench.seed import seed
+    from saas.db import reset_engines
+
+    sizes = {"small": users, "large": users * 10}
+    report.section(f"Cost follows the work: flag-expiring-cards over {users:,} and {users * 10:,} users' cards, "
+                   f"{TO_FLAG:,} cards to flag in both")
+    for label, n in sizes.items():
+        start = time.perf_counter()
+        counts = seed(harness.create_database(f"bench_scale_{label}"), n, entering=TO_FLAG)
+        reset_engines()
+        print(f"  seeded {label}: {counts['cards']:,} cards, {counts['cards_to_flag']:,} to flag; "
+              f"{time.perf_counter() - start:.1f}s", flush=True)
+    for _ in range(repeat):
+        for label in sizes:
+            harness.fresh_copy(f"bench_scale_{label}")
+            result = run_in_child("flag-expiring-cards")
+            report.add(f"scale.flag.{label}", "s", result["seconds"])
+            report.add(f"scale.flag.{label}.peak_rss", "MB", result["peak_mb"])
+    report.show("scale.flag.small", "scale.flag.large", "scale.flag.small.peak_rss", "scale.flag.large.peak_rss")
+    growth = ratio(report.stats["scale.flag.large"].median, report.stats["scale.flag.small"].median)
+    report.check(f"flag-expiring-cards time, {users * 10:,} / {users:,} users", growth, "<= 1.5", growth <= 1.5)
+    mem = ratio(max(report.stats["scale.flag.large.peak_rss"].samples), max(report.stats["scale.flag.small.peak_rss"].samples))
+    report.check("flag-expiring-cards peak RSS, large / small", mem, "about 1 (flat)", None)

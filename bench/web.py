@@ -1,0 +1,223 @@
+"""Parts 3 and 5: the request path under wrk load, and the dashboard while the nightly jobs run.
+
+gunicorn (2 sync workers) on loopback serves bench.webapp; wrk (one thread, a few connections)
+loads it from a second process. Medians over --repeat runs of --duration seconds each.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from bench.report import Report, ratio
+
+CONTACT_LUA = """
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = "name=Bench&email=bench%%40example.com&subject=Hello&message=Benchmark+message+number+"
+    .. counter .. "&submission=%(run)s-" .. counter
+  return wrk.format("POST", "/contact", {["Content-Type"] = "application/x-www-form-urlencoded",
+                                        ["X-Bench-Client"] = "%(run)s-" .. counter}, body)
+end
+"""
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = "message=Benchmark+message"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+"""
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def parse_wrk(out: str) -> dict:
+    """Requests/s, p50 and p99 in ms, and the count of error answers, from `wrk --latency`."""
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1])
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1])
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": int(bad[1]) if bad else 0}
+
+
+def run_wrk(url: str, duration: int, connections: int, script: str | None = None,
+            cookie: str | None = None, workdir=None) -> dict:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if cookie:
+        args += ["-H", f"Cookie: {cookie}"]
+    if script:
+        path = workdir / f"wrk-{abs(hash(script))}.lua"
+        path.write_text(script)
+        args += ["-s", str(path)]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr}")
+    return parse_wrk(out.stdout)
+
+
+class Gunicorn:
+    """gunicorn with 2 sync workers on a free loopback port."""
+
+    def __init__(self, app: str, workdir) -> None:
+        from saas.embedded import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
+             "--error-logfile", str(workdir / "gunicorn.log"), app],
+            env=os.environ.copy(), stdout=subprocess.DEVNULL)
+
+    def __enter__(self) -> "Gunicorn":
+        from saas.embedded import port_is_open, wait_for
+
+        wait_for(lambda: port_is_open(self.port), "gunicorn", proc=self.proc)
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", self.url + "/healthz"], capture_output=True)  # warm-up
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def dashboard_user(database_url: str) -> str:
+    """The email of a subscriber whose flagged card shows the expiring-card banner."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT u.email FROM users u JOIN cards c ON c.user_id = u.id AND c.is_default AND c.is_expiring "
+            "JOIN subscriptions s ON s.user_id = u.id AND s.status = 'active' "
+            "WHERE u.purged_at IS NULL ORDER BY u.id LIMIT 1").fetchone()
+    if row is None:
+        raise RuntimeError("no subscriber with an expiring card in the seeded data")
+    return row[0]
+
+
+def session_cookie(email: str) -> tuple[str, int, bool]:
+    """Sign in through the real form; the session cookie, the dashboard's query count, the banner shown."""
+    from sqlalchemy import event
+
+    from bench.webapp import create_bench_app
+    from saas.db import get_engine
+
+    from bench.seed import BENCH_PASSWORD
+
+    app = create_bench_app()
+    client = app.test_client()
+    signed_in = client.post("/login", data={"email": email, "password": BENCH_PASSWORD})
+    name = app.config["SESSION_COOKIE_NAME"]
+    if signed_in.status_code != 302 or client.get_cookie(name) is None:
+        raise RuntimeError(f"could not sign in as {email}: {signed_in.status_code}")
+    cookie = f"{name}={client.get_cookie(name).value}"
+    client.get("/dashboard")  # the first one may record activity
+    statements: list[str] = []
+    listener = lambda conn, cursor, statement, *a: statements.append(statement)  # noqa: E731
+    event.listen(get_engine(), "before_cursor_execute", listener)
+    try:
+        response = client.get("/dashboard")
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listener)
+    if response.status_code != 200:
+        raise RuntimeError(f"dashboard answered {response.status_code} for the bench user")
+    return cookie, len(statements), b"card-expiring" in response.data or b"banner-warn" in response.data
+
+
+def _record(report: Report, key: str, result: dict) -> None:
+    report.add(f"{key}.rps", "req/s", result["rps"])
+    report.add(f"{key}.p50", "ms", result["p50"])
+    report.add(f"{key}.p99", "ms", result["p99"])
+    if result["errors"]:
+        report.note(f"{key}: {result['errors']} answers were not 2xx/3xx")
+
+
+def bench_web(harness, report: Report, args, web: bool, traffic: bool) -> None:
+    if not wrk_available():
+        report.section("Request path: skipped (wrk is not installed: apt-get install -y wrk)")
+        return
+    from bench.sink import start_sink
+    from saas.embedded import free_port
+
+    duration, repeat = args.duration, args.repeat
+    slow_port = free_port()
+    slow_sink = start_sink(slow_port, harness.workdir / "slow-mail", delay=2.0)
+    os.environ["BENCH_SLOW_SMTP_URL"] = f"smtp://127.0.0.1:{slow_port}"
+    try:
+        if web:
+            _bench_requests(harness, report, duration, repeat)
+        if traffic:
+            _bench_traffic(harness, report, duration, repeat)
+    finally:
+        slow_sink.terminate()
+        slow_sink.wait(10)
+
+
+def _bench_requests(harness, report: Report, duration: int, repeat: int) -> None:
+    report.section(f"Request path: gunicorn -w 2, wrk -t1 -c4 for {duration}s per run")
+    url = harness.fresh_copy()
+    cookie, queries, banner = session_cookie(dashboard_user(url))
+    report.add("web.dashboard.queries", "queries", queries)
+    print(f"  dashboard: {queries} SQL statements per request, banner shown: {banner}", flush=True)
+    with Gunicorn("bench.webapp:create_bench_app()", harness.workdir) as app, \
+         Gunicorn("bench.webapp:create_floor_app()", harness.workdir) as floor:
+        for rep in range(repeat):
+            _record(report, "web.floor_enqueue", run_wrk(f"{floor.url}/enqueue", duration, 4, POST_LUA,
+                                                         workdir=harness.workdir))
+            _record(report, "web.contact_post", run_wrk(app.url, duration, 4, CONTACT_LUA % {"run": f"r{rep}{time.time_ns()}"},
+                                                        workdir=harness.workdir))
+            _record(report, "web.dashboard_get", run_wrk(f"{app.url}/dashboard", duration, 4, cookie=cookie,
+                                                         workdir=harness.workdir))
+            _record(report, "web.sync_smtp_2s", run_wrk(f"{floor.url}/send-sync", duration, 4, POST_LUA,
+                                                        workdir=harness.workdir))
+    for key in ("web.floor_enqueue", "web.contact_post", "web.dashboard_get", "web.sync_smtp_2s"):
+        report.show(f"{key}.rps", f"{key}.p50", f"{key}.p99")
+    med = lambda key: report.stats[key].median  # noqa: E731
+    share = ratio(med("web.contact_post.rps"), med("web.floor_enqueue.rps"))
+    report.check("contact POST / enqueue-only floor (req/s)", share, ">= 0.60", share >= 0.6)
+    p99 = med("web.contact_post.p99")
+    report.check("contact POST p99 (ms)", p99, "< 15", p99 < 15)
+    report.check("dashboard SQL statements", queries, "<= 3", queries <= 3)
+    saved = ratio(med("web.contact_post.rps"), med("web.sync_smtp_2s.rps"))
+    report.check("contact POST / synchronous 2 s SMTP (req/s)", saved, "(what Celery saves)", None)
+
+
+def _bench_traffic(harness, report: Report, duration: int, repeat: int) -> None:
+    from bench.jobs import ORDER, run_in_child
+
+    report.section(f"Jobs under traffic: dashboard GET alone, then while the four jobs run ({duration}s windows)")
+    for rep in range(repeat):
+        url = harness.fresh_copy()
+        harness.clear_redis()
+        cookie, _queries, _banner = session_cookie(dashboard_user(url))
+        with Gunicorn("bench.webapp:create_bench_app()", harness.workdir) as app:
+            _record(report, "traffic.dashboard_alone", run_wrk(f"{app.url}/dashboard", duration, 4, cookie=cookie))
+            elapsed: list[float] = []
+
+            def jobs() -> None:
+                time.sleep(1)
+                start = time.perf_counter()
+                for job in ORDER:
+                    run_in_child(job)
+                elapsed.append(time.perf_counter() - start)
+
+            worker = threading.Thread(target=jobs)
+            worker.start()
+            _record(report, "traffic.dashboard_with_jobs", run_wrk(f"{app.url}/dashboard", duration, 4, cookie=cookie))
+            worker.join()
+            report.add("traffic.jobs_seconds", "s", elapsed[0] if elapsed else float("nan"))
+    report.show("traffic.dashboard_alone.rps", "traffic.dashboard_alone.p99", "traffic.dashboard_with_jobs.rps",
+                "traffic.dashboard_with_jobs.p99", "traffic.jobs_seconds")
+    med = lambda key: report.stats[key].median  # noqa: E731
+    if med("traffic.jobs_seconds") > duration - 1:
+        report.note("the jobs outlasted the load window; raise --duration to cover them")
+    growth = ratio(med("traffic.dashboard_with_jobs.p99"), med("traffic.dashboard_alone.p99"))
+    report.check("dashboard p99 with jobs / alone", growth, "<= 2", growth <= 2)
