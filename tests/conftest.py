@@ -50,6 +50,8 @@ def services():
 
 
 def _truncate_all() -> None:
+    """Empty every table but keep id sequences running: ids never repeat, as in production
+    (Stripe idempotency keys derive from them, and the emulator lives for the whole session)."""
     from sqlalchemy import text
 
     from saas.all_models import metadata
@@ -57,7 +59,7 @@ def _truncate_all() -> None:
 
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
 
 
 @pytest.fixture(autouse=True)
@@ -165,9 +167,11 @@ def auth(client) -> AuthActions:
     return AuthActions(client)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def celery_worker(services):
-    """A real Celery worker (threads, in this process) consuming from the real Redis broker."""
+    """A real Celery worker (threads, in this process) consuming from the real Redis broker.
+
+    Per test: a worker left running would race the tests that drive delivery by hand."""
     from celery.contrib.testing.worker import start_worker
 
     from scheduled.celery_app import app as celery_app
@@ -176,3 +180,61 @@ def celery_worker(services):
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
                       shutdown_timeout=10, loglevel="WARNING") as worker:
         yield worker
+
+
+@pytest.fixture(scope="session")
+def live_server(services):
+    """The Flask app (CSRF on) served by a real werkzeug server in a thread; returns its base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from saas.app import create_app
+    from saas.settings import get_settings
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    os.environ["APP_URL"] = base_url
+    get_settings.cache_clear()
+    server = make_server("127.0.0.1", port, create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield base_url
+    server.shutdown()
+
+
+class StripeEmulator:
+    """The running `python -m billing.emulator`, and a helper to make it emit events on command."""
+
+    def __init__(self, base_url: str, api_key: str, webhook_secret: str):
+        self.base_url, self.api_key, self.webhook_secret = base_url, api_key, webhook_secret
+
+    def trigger(self, event_type: str, **params) -> dict:
+        import requests
+
+        response = requests.post(f"{self.base_url}/_emulator/trigger", data={"type": event_type, **params},
+                                 headers={"Authorization": f"Bearer {self.api_key}"}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator(services, live_server):
+    """The Stripe emulator as a subprocess, webhooks to live_server; STRIPE_* settings point at it."""
+    import subprocess
+    import sys
+
+    from saas.embedded import port_is_open, wait_for
+    from saas.settings import get_settings
+
+    port, secret, key = free_port(), "whsec_test_emulator_secret", "sk_test_emulator"
+    proc = subprocess.Popen([sys.executable, "-m", "billing.emulator", "--port", str(port),
+                             "--webhook-url", f"{live_server}/billing/webhooks/stripe", "--webhook-secret", secret,
+                             "--data", str(services["workdir"] / "stripe.json")],
+                            stdout=open(services["workdir"] / "stripe-emulator.log", "ab"), stderr=subprocess.STDOUT)
+    wait_for(lambda: port_is_open(port), "Stripe emulator", timeout=20, proc=proc)
+    os.environ.update(STRIPE_API_BASE=f"http://127.0.0.1:{port}", STRIPE_SECRET_KEY=key, STRIPE_WEBHOOK_SECRET=secret)
+    get_settings.cache_clear()
+    yield StripeEmulator(f"http://127.0.0.1:{port}", key, secret)
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -62,7 +62,10 @@ def test_flag_and_clear_and_one_email_per_card_per_expiry(make_user, card, ctx, 
         from saas.outbox import OutboxMessage
 
         row = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "card-expiring")).first()
-        assert row.to_addr == "ana@example.com" and "http://127.0.0.1:5000/billing/card/update" in row.text_body
+        from saas.settings import get_settings
+
+        link = f"{get_settings().app_url}/billing/card/update"
+        assert row.to_addr == "ana@example.com" and link in row.text_body
 
 
 def test_flag_never_emails_purged_users(make_user, card, ctx, session, outbox_keys):
