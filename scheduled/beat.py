@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from saas.settings import Settings, get_settings
 from scheduled import ledger
 from scheduled.models import JobRun
-from scheduled.slots import slots_between
+from scheduled.slots import latest_slot, slots_between
 
 log = logging.getLogger(__name__)
 RUN_TASK = "scheduled.tasks.run_job"
@@ -48,7 +48,19 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings | No
     sent: list[tuple[str, datetime]] = []
     for job, cron in settings.schedules.items():
         newest = session.scalar(select(func.max(JobRun.slot)).where(JobRun.job == job, JobRun.dry_run.is_(False)))
-        if newest is not None and newest < window_start:
+        if newest is None:
+            # A fresh install missed nothing: its schedule starts at the next slot (deploying must
+            # not run last night's purge at once). Past slots in the window (or the latest one)
+            # are recorded as skipped, and they are the baseline later catch-ups count from.
+            latest = latest_slot(cron, settings.tz, now)
+            baseline = slots_between(cron, settings.tz, window_start, now) or ([latest] if latest else [])
+            if baseline:
+                ledger.record_skipped(session, job, baseline, now,
+                                      "before this job's first run: its schedule starts at the next slot")
+                session.commit()
+                log.info("job %s: first start; %s past slots recorded as skipped", job, len(baseline))
+            continue
+        if newest < window_start:
             missed = slots_between(cron, settings.tz, newest, window_start)
             if missed:
                 recorded = ledger.record_skipped(
