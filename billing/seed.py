@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import gateway
-from billing.expiry import is_card_expiring
 from billing.models import Card, Invoice, MrrMovement, Subscription
 from billing.plans import PLANS, monthly_cents
 from saas.models import User
@@ -70,9 +69,9 @@ def seed_billing(session: Session, today: date) -> None:
             ids = {"customer": f"cus_demo_{local}", "pm": exp and f"pm_demo_{local}", "sub": plan_key and f"sub_demo_{local}"}
         user.stripe_customer_id = ids["customer"]
         if exp:
+            # is_expiring stays for the nightly job to set: it sends the card-expiring email too.
             session.add(Card(user_id=user.id, stripe_payment_method_id=ids["pm"], brand="visa", last4="4242",
-                             exp_month=exp[0], exp_year=exp[1], is_default=True,
-                             is_expiring=is_card_expiring(exp[0], exp[1], today, settings.card_expiring_days)))
+                             exp_month=exp[0], exp_year=exp[1], is_default=True))
         if plan_key:
             _seed_subscription(session, user, ids["sub"], plan_key, status, today)
     session.flush()

@@ -30,7 +30,7 @@ def flag_expiring_cards(session: Session, ctx: RunContext) -> None:
     should_flag = and_(Card.is_default, expiring_clause(ctx.today, settings.card_expiring_days))
     owner_active = exists().where(User.id == Card.user_id, User.purged_at.is_(None))
     not_warned = ~exists().where(OutboxMessage.idempotency_key == _email_key())
-    update_url = f"{settings.app_url}/billing/card/update"
+    update_url = f"{settings.app_url}/billing/card"  # billing.update_card
     while True:
         cursor = ctx.cursor()
         ids = list(session.scalars(

@@ -5,6 +5,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
+from billing.expiry import is_card_expiring
 from billing.models import Card, Invoice, Subscription
 from saas.db import session_scope
 from saas.models import User
@@ -20,8 +21,12 @@ def test_seed_gives_each_persona_its_billing_state_idempotently(services, mail):
             return s.scalar(select(User).where(User.email == f"{local}@example.com"))
 
         ana, bruno, carla, dario, elena = (of(n) for n in ("ana", "bruno", "carla", "dario", "elena"))
-        assert s.scalar(select(Card.is_expiring).where(Card.user_id == ana.id)) is True
-        assert s.scalar(select(Card.is_expiring).where(Card.user_id == bruno.id)) is False
+        ana_card = s.scalar(select(Card).where(Card.user_id == ana.id))
+        bruno_card = s.scalar(select(Card).where(Card.user_id == bruno.id))
+        # The cards' expiries make ana's expiring and bruno's healthy; flagging is the nightly job's.
+        assert is_card_expiring(ana_card.exp_month, ana_card.exp_year, today, 30)
+        assert not is_card_expiring(bruno_card.exp_month, bruno_card.exp_year, today, 30)
+        assert not ana_card.is_expiring
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == carla.id)) == "canceled"
         assert s.scalar(select(func.count()).select_from(Subscription).where(Subscription.user_id == dario.id)) == 0
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == elena.id)) == "active"

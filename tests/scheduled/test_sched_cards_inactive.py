@@ -64,7 +64,7 @@ def test_flag_and_clear_and_one_email_per_card_per_expiry(make_user, card, ctx, 
         row = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "card-expiring")).first()
         from saas.settings import get_settings
 
-        link = f"{get_settings().app_url}/billing/card/update"
+        link = f"{get_settings().app_url}/billing/card"
         assert row.to_addr == "ana@example.com" and link in row.text_body
 
 
