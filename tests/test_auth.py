@@ -163,3 +163,13 @@ def wait_for_mail(mail, n, timeout=20.0):
             return messages
         time.sleep(0.1)
     raise AssertionError(f"expected {n} messages, got {len(mail.messages())}")
+
+
+def test_signup_email_travels_outbox_worker_smtp(client, celery_worker, mail):
+    """The end-to-end path: signup -> outbox row -> real worker -> real SMTP sink."""
+    client.post("/signup", data={"email": "nia@example.com", "password": PASSWORD, "name": "Nia"})
+    [message] = wait_for_mail(mail, 1)
+    assert message["To"] == "nia@example.com" and message["Subject"] == "Welcome to Acme SaaS"
+    with session_scope() as s:
+        row = s.scalar(select(OutboxMessage))
+        assert row.status == "sent" and message["Message-ID"] == row.message_id
