@@ -13,16 +13,6 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """Celery tasks the views enqueue, captured instead of sent: [(name, kwargs)]."""
-    from scheduled.celery_app import app as celery_app
-
-    calls = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, kwargs=None, **_: calls.append((name, kwargs or {})))
-    return calls
-
-
-@pytest.fixture
 def admin(make_user, auth):
     user = make_user(email="root@example.com", role="admin", name="Root")
     auth.login("root@example.com")

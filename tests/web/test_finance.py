@@ -12,15 +12,6 @@ from tests.web.helpers import add_invoice, add_subscription
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    from scheduled.celery_app import app as celery_app
-
-    calls = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, kwargs=None, **_: calls.append((name, kwargs or {})))
-    return calls
-
-
-@pytest.fixture
 def finance(make_user, auth):
     user = make_user(email="fiona@example.com", role="finance")
     auth.login("fiona@example.com")
