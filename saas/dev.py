@@ -143,7 +143,7 @@ def _print_banner(env: dict[str, str], web_port: int, logins: list[str], passwor
         f"  PostgreSQL   {env['DATABASE_URL']}",
         f"  Redis        {env['REDIS_URL']}",
         f"  SMTP         {env['SMTP_URL']}",
-        f"  Logs         var/log/",
+        "  Logs         var/log/",
         "",
         f"  Demo logins (password: {password}):",
         *[f"    {name}@example.com" for name in logins],

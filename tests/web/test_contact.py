@@ -1,6 +1,6 @@
 """The contact form: validation, outbox row, honeypot, one message per 10 s per client."""
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from saas.db import session_scope
 from saas.outbox import OutboxMessage
