@@ -24,6 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis down: keep limiting per process in memory rather than answer 500.
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     register_extensions(app)
@@ -37,8 +40,9 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from saas import activity, auth
+    from saas import activity, auth, input_guard
 
+    input_guard.init_app(app)
     auth.init_app(app)
     activity.init_app(app)
 

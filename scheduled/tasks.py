@@ -4,8 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from celery import shared_task
+from sqlalchemy import select
 
 from saas.db import session_scope
+from saas.models import User
 from scheduled import runner, watchdog as missed_slots
 from scheduled.jobs.purge_dormant_accounts import purge_user
 
@@ -21,8 +23,14 @@ def run_job(job: str, slot_iso: str, dry_run: bool = False) -> str:
 
 @shared_task(name="scheduled.tasks.purge_account")
 def purge_account(user_id: int, actor: str) -> bool:
-    """The admin's "approve purge now": refuses protected accounts."""
+    """The admin's "approve purge now": refuses protected accounts, and accounts whose approval was
+    withdrawn while the task waited (a sign-in or an exemption clears it)."""
     with session_scope() as session:
+        still_approved = session.scalar(select(User.id).where(
+            User.id == user_id, User.purge_approved_at.is_not(None), User.purge_exempt_reason.is_(None))
+            .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
+        if still_approved is None:
+            return False
         return purge_user(session, user_id, actor, datetime.now(timezone.utc))
 
 

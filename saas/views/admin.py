@@ -119,6 +119,8 @@ def _selected_ids() -> list[int]:
         ids = sorted({int(v) for v in request.form.getlist("ids") if v.strip()})
     except ValueError:
         abort(400, "The selection is not valid.")
+    if any(not 0 < i < 2**63 for i in ids):  # beyond PostgreSQL's bigint: no such account
+        abort(400, "The selection is not valid.")
     if not ids:
         abort(400, "Select at least one account.")
     return ids
@@ -193,7 +195,9 @@ def _protection_reason(user_id: int) -> str | None:
 
 
 def _safe_back(target: str | None) -> str:
-    if target and target.startswith("/admin/") and not target.startswith("//"):
+    from saas.views.auth import is_local_path
+
+    if is_local_path(target) and target.startswith("/admin/"):
         return target
     return url_for("admin.dormant")
 

@@ -1,20 +1,46 @@
 """Sign up, sign in, sign out, change and reset the password."""
 from __future__ import annotations
 
+import hashlib
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from saas import auth
 from saas.db import web_session
+from saas.extensions import limiter
 from saas.outbox import queue_email
 from saas.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 bp = Blueprint("auth", __name__)
+# Failed sign-ins only (a wrong password answers 400); past either limit the form answers 429.
+LOGIN_LIMIT_PER_IP = "10 per minute"
+LOGIN_LIMIT_PER_ACCOUNT = "5 per minute"
+
+
+def _failed(response) -> bool:
+    return response.status_code == 400
+
+
+def _account_key() -> str:
+    """The account being tried, normalised as find_user does, hashed to keep Redis keys short."""
+    email = request.form.get("email", "").strip().lower()
+    return "account:" + hashlib.sha256(email.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def is_local_path(target: str | None) -> bool:
+    """A path on this site as a browser reads it: one leading slash, no backslash, no control character."""
+    return bool(target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+                and not any(ord(ch) < 32 or ord(ch) == 127 for ch in target))
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths; anything else goes to the dashboard."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only same-site relative paths; anything else goes to the dashboard.
+
+    Browsers read a backslash as a slash and drop tabs and line breaks (so a backslash or a tab
+    after the first slash leaves the site): neither is allowed anywhere in the path.
+    """
+    if is_local_path(target):
         return target
     return url_for("dashboard.index")
 
@@ -40,6 +66,11 @@ def signup():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT_PER_IP, methods=["POST"], deduct_when=_failed,
+               error_message="Too many failed sign-ins from your network: wait a minute and try again.")
+@limiter.limit(LOGIN_LIMIT_PER_ACCOUNT, key_func=_account_key, methods=["POST"], deduct_when=_failed,
+               error_message="Too many failed sign-ins for this account: wait a minute and try again, "
+                             "or reset your password.")
 def login():
     form = LoginForm()
     if form.validate_on_submit():

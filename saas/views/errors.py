@@ -52,8 +52,10 @@ def init_app(app) -> None:
 
     @app.errorhandler(429)
     def too_many(exc):
-        return render_error(429, "That was too quick after the last one: please wait a little between requests.",
-                            retry_after=seconds_until_retry())
+        limit = getattr(exc, "limit", None)  # a limit declared with its own error_message says why
+        reason = exc.description if limit is not None and limit.error_message else (
+            "That was too quick after the last one: please wait a little between requests.")
+        return render_error(429, reason, retry_after=seconds_until_retry())
 
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, lambda exc, code=code: render_error(code, _detail(exc, code)))

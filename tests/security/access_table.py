@@ -1,0 +1,120 @@
+"""Who may use which route: the intended answer per persona, and the docs/security.md table made from it.
+
+The test (test_security_access.py) requests every route of the app as each persona and compares
+with ACCESS; it also fails when docs/security.md does not hold RENDERED exactly. After changing
+ACCESS, refresh the doc with `python -m tests.security.access_table`.
+
+Answers: a status code; "302 → /login" is a redirect to the sign-in page. POSTs carry an empty
+form (so an allowed persona usually gets the form's 400), which is enough to tell access apart.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+PERSONAS = ("anonymous", "subscriber", "finance", "admin")
+LOGIN = "302 → /login"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+START, END = "<!-- access-table:start -->", "<!-- access-table:end -->"
+
+
+def everyone(answer: str) -> tuple[str, ...]:
+    return (answer,) * 4
+
+
+def signed_in(answer: str) -> tuple[str, ...]:
+    return (LOGIN, answer, answer, answer)
+
+
+def owner_only(answer: str) -> tuple[str, ...]:
+    """The subscriber's own billing operation; anybody else's is not found."""
+    return (LOGIN, answer, "404", "404")
+
+
+def finance(answer: str) -> tuple[str, ...]:
+    return (LOGIN, "403", answer, answer)
+
+
+def admin(answer: str) -> tuple[str, ...]:
+    return (LOGIN, "403", "403", answer)
+
+
+# (rule, method) -> answers for (anonymous, subscriber, finance, admin)
+ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("/", "GET"): (LOGIN, "302", "302", "302"),
+    ("/healthz", "GET"): everyone("200"),
+    ("/readyz", "GET"): everyone("200"),
+    ("/static/<path:filename>", "GET"): everyone("200"),
+    ("/signup", "GET"): everyone("200"),
+    ("/signup", "POST"): everyone("400"),
+    ("/login", "GET"): everyone("200"),
+    ("/login", "POST"): everyone("400"),
+    ("/logout", "POST"): everyone(LOGIN),
+    ("/password/forgot", "GET"): everyone("200"),
+    ("/password/forgot", "POST"): everyone("400"),
+    ("/password/reset/<token>", "GET"): everyone("200"),
+    ("/password/reset/<token>", "POST"): everyone("400"),
+    ("/contact", "GET"): everyone("200"),
+    ("/contact", "POST"): everyone("400"),
+    ("/billing/webhooks/stripe", "POST"): everyone("400"),  # a valid Stripe signature is the only key
+    ("/account/password", "GET"): signed_in("200"),
+    ("/account/password", "POST"): signed_in("400"),
+    ("/dashboard", "GET"): signed_in("200"),
+    ("/billing", "GET"): signed_in("200"),
+    ("/billing/subscribe", "POST"): signed_in("400"),
+    ("/billing/card", "GET"): signed_in("200"),
+    ("/billing/card", "POST"): signed_in("303"),
+    ("/billing/card/return", "GET"): signed_in("302"),
+    ("/billing/cancel", "POST"): signed_in("303"),
+    ("/billing/resume", "POST"): signed_in("303"),
+    ("/billing/wait/<op_id>", "GET"): owner_only("200"),
+    ("/billing/status/<op_id>", "GET"): owner_only("200"),
+    ("/finance/reports", "GET"): finance("200"),
+    ("/finance/reports", "POST"): finance("400"),
+    ("/finance/reports/<int:report_id>/status", "GET"): finance("200"),
+    ("/finance/reports/<int:report_id>/events", "GET"): finance("200"),
+    ("/finance/reports/<int:report_id>.csv", "GET"): finance("200"),
+    ("/finance/summaries/<int:summary_id>.csv", "GET"): finance("200"),
+    ("/admin/dormant", "GET"): admin("200"),
+    ("/admin/dormant/act", "POST"): admin("400"),
+    ("/admin/jobs", "GET"): admin("200"),
+    ("/admin/jobs/<name>/run", "POST"): admin("302"),
+    ("/admin/outbox", "GET"): admin("200"),
+    ("/admin/outbox/<int:message_id>/retry", "POST"): admin("302"),
+    ("/admin/audit", "GET"): admin("200"),
+    # Registered in dev and test only (the test proves production has no /dev/ route).
+    ("/dev/mail/", "GET"): everyone("200"),
+    ("/dev/mail/<int:index>", "GET"): everyone("200"),
+}
+DEV_ONLY = {rule for rule, _ in ACCESS if rule.startswith("/dev/")}
+
+
+def render() -> str:
+    """The Markdown table of ACCESS, in the order above."""
+    lines = ["| route | method | " + " | ".join(PERSONAS) + " |", "|---|---|" + "---|" * len(PERSONAS)]
+    for (rule, method), answers in ACCESS.items():
+        note = " (dev/test only)" if rule in DEV_ONLY else ""
+        lines.append(f"| `{rule}`{note} | {method} | " + " | ".join(answers) + " |")
+    return "\n".join(lines)
+
+
+def block() -> str:
+    return f"{START}\n{render()}\n{END}"
+
+
+def documented() -> str | None:
+    """The table block docs/security.md holds now (None without markers)."""
+    match = re.search(re.escape(START) + r".*?" + re.escape(END), DOC.read_text(), re.S)
+    return match.group(0) if match else None
+
+
+def write() -> None:
+    text = DOC.read_text()
+    current = documented()
+    DOC.write_text(text.replace(current, block()) if current else text.rstrip() + "\n\n" + block() + "\n")
+
+
+if __name__ == "__main__":
+    write()
+    sys.stdout.write(f"{DOC.name}: authorisation table written ({len(ACCESS)} rows)\n")

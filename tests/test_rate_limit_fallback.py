@@ -1,0 +1,25 @@
+"""With Redis down, sign-in and the contact form still answer (limits fall back to memory)."""
+import pytest
+
+
+@pytest.fixture
+def app_without_redis(services, monkeypatch):
+    from saas.app import create_app
+    from saas.settings import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    app = create_app()
+    app.config.update(WTF_CSRF_ENABLED=False)
+    yield app
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_login_answers_without_redis_and_still_limits(app_without_redis, make_user):
+    make_user(email="ana@example.com")
+    client = app_without_redis.test_client()
+    codes = [client.post("/login", data={"email": "ana@example.com", "password": "wrong-pass-1"}).status_code
+             for _ in range(7)]
+    assert 500 not in codes
+    assert codes[0] == 400 and codes[-1] == 429
