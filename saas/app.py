@@ -29,6 +29,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
+    if settings.trusted_proxy_hops:
+        # Behind N reverse proxies: take the client address and scheme from their headers, so
+        # per-IP limits see visitors, not the proxy. With 0 no forwarding header is trusted.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     register_extensions(app)
     register_blueprints(app, settings)
     register_errorhandlers(app)

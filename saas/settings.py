@@ -86,6 +86,7 @@ class Settings:
     admin_emails: tuple[str, ...]
     schedules: dict[str, str]
     catchup_window: timedelta
+    trusted_proxy_hops: int = 0
     dev_maildir: str = ""
 
     @property
@@ -164,6 +165,7 @@ class Settings:
             admin_emails=_emails("ADMIN_EMAILS", get("ADMIN_EMAILS", "admin@example.com")),
             schedules=schedules,
             catchup_window=_duration("CATCHUP_WINDOW", get("CATCHUP_WINDOW", "36h")),
+            trusted_proxy_hops=_int("TRUSTED_PROXY_HOPS", get("TRUSTED_PROXY_HOPS", "0")),
             dev_maildir=get("DEV_MAILDIR", ""),
         )
 

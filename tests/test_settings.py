@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from flask import request
 
 from saas.settings import Settings, SettingsError
 
@@ -53,3 +54,27 @@ def test_missing_setting_stops_the_command_with_its_name():
     result = subprocess.run([sys.executable, "-m", "saas", "routes"], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_proxy_hops_make_limits_see_the_visitor(services, monkeypatch):
+    from saas.app import create_app
+    from saas.settings import get_settings
+
+    monkeypatch.setenv("TRUSTED_PROXY_HOPS", "1")
+    get_settings.cache_clear()
+    try:
+        app = create_app()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    seen = []
+    app.before_request(lambda: seen.append(request.remote_addr))
+    app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert seen == ["203.0.113.7"]
+
+
+def test_forwarding_headers_are_ignored_by_default(app):
+    seen = []
+    app.before_request(lambda: seen.append(request.remote_addr))
+    app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert seen == ["127.0.0.1"]
