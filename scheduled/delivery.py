@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import random
 import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from celery import shared_task
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 
-from saas.db import session_scope
+from saas.db import get_engine, session_scope
 from saas.outbox import OutboxMessage
 from saas.settings import get_settings
 
@@ -21,6 +23,7 @@ MAX_ATTEMPTS = 6  # the first try and five retries
 BATCH_SIZE = 200
 STALE_CLAIM = timedelta(minutes=10)
 CONNECTION_RETRY = timedelta(seconds=30)
+RUNNING_LOCK_CLASS = 72041  # advisory lock namespace: one running copy per delivery task id
 
 
 def backoff(failures: int) -> timedelta:
@@ -153,10 +156,39 @@ def deliver_rows(rows: list[OutboxMessage]) -> tuple[int, datetime | None]:
     return sent, retry_at
 
 
+@contextmanager
+def running_alone(claimer: str) -> Iterator[bool]:
+    """Yield whether this is the only running copy of task `claimer` (a session advisory lock).
+
+    Redis hands a message held past its visibility timeout (a retry's countdown) to a second
+    worker: two copies with one task id would both match "claimed by this same task" and send
+    the same rows twice. A crashed copy's connection closes, which frees the lock for its
+    redelivery to resume the rows at once.
+    """
+    args = {"cls": RUNNING_LOCK_CLASS, "claimer": claimer}
+    with get_engine().connect() as conn:
+        alone = bool(conn.execute(text("SELECT pg_try_advisory_lock(:cls, hashtext(:claimer))"), args).scalar())
+        conn.commit()
+        try:
+            yield alone
+        finally:
+            if alone:
+                conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:claimer))"), args)
+                conn.commit()
+
+
 @shared_task(name="scheduled.delivery.deliver_outbox", bind=True)
 def deliver_outbox(self) -> int:
     """Deliver every due outbox row; re-enqueue for the next batch or the earliest retry."""
     claimer = self.request.id or "inline"
+    with running_alone(claimer) as alone:
+        if not alone:
+            log.info("delivery %s is already running (a redelivered copy); this copy does nothing", claimer)
+            return 0
+        return _deliver(claimer)
+
+
+def _deliver(claimer: str) -> int:
     rows = claim_batch(claimer)
     if not rows:
         return 0

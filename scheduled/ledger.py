@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from saas.settings import Settings, get_settings
+from scheduled import clock
 from scheduled.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class RunContext:
 
     job: str
     slot: datetime
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=clock.now)
     dry_run: bool = False
     frozen_clock: bool = False  # a caller-given `now` (tests, --at) also stamps heartbeats
     run_id: int | None = None
@@ -150,7 +151,7 @@ class RunContext:
             session.execute(update(JobRun).where(JobRun.id == self.run_id).values(
                 scanned=JobRun.scanned + scanned, changed=JobRun.changed + changed,
                 emails_queued=JobRun.emails_queued + emails, details=dict(self.details),
-                heartbeat_at=self.now if self.frozen_clock else datetime.now(timezone.utc),
+                heartbeat_at=self.now if self.frozen_clock else clock.now(),
             ))
         session.commit()
         if self.after_batch is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from saas.db import session_scope
 from saas.settings import get_settings
-from scheduled import ledger
+from scheduled import clock, ledger
 from scheduled.jobs import JOBS
 from scheduled.models import JobRun
 from scheduled.slots import latest_slot, next_slot
@@ -39,7 +39,7 @@ def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now:
     settings = get_settings()
     cron = check_job(name)
     frozen = now is not None
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     if slot is None:
         slot = latest_slot(cron, settings.tz, now)
         if slot is None:
@@ -67,7 +67,7 @@ def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now:
 
 
 def _clock(now: datetime, frozen: bool) -> datetime:
-    return now if frozen else datetime.now(timezone.utc)
+    return now if frozen else clock.now()
 
 
 def recent_runs(session: Session, name: str | None = None, limit: int = 20) -> list[JobRun]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from saas.outbox import queue_email
 from saas.settings import Settings, get_settings
+from scheduled import clock
 from scheduled.models import JobRun
 from scheduled.slots import slots_between
 
@@ -54,7 +55,7 @@ def run_check(now: datetime | None = None) -> int:
     from saas.db import session_scope
 
     with session_scope() as session:
-        return len(check_missed_slots(session, now or datetime.now(timezone.utc)))
+        return len(check_missed_slots(session, now or clock.now()))
 
 
 class _Timer:

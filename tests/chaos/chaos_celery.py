@@ -1,0 +1,24 @@
+"""Test-only launcher: `python chaos_celery.py -A scheduled worker|beat ...` with chaos broker options.
+
+The chaos suite shortens the broker's visibility timeout (CHAOS_VISIBILITY_TIMEOUT seconds) and
+sweeps unacked messages every second, so a task lost with a SIGKILLed worker comes back in
+seconds instead of production's two hours. Everything else is the product's own Celery app.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from scheduled.celery_app import app
+
+timeout = os.environ.get("CHAOS_VISIBILITY_TIMEOUT")
+if timeout:
+    app.conf.broker_transport_options = {
+        "visibility_timeout": int(timeout), "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    }
+
+if __name__ == "__main__":
+    from celery.__main__ import main
+
+    sys.argv[0] = "celery"
+    sys.exit(main())

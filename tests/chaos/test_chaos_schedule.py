@@ -1,0 +1,164 @@
+"""Chaos: three beats, two workers, a month of nightly slots, SIGKILLs at random and a Redis crash.
+
+The processes share a test clock (scheduled.clock) that this driver moves one day per step, so
+32 nightly slots per job pass in a few minutes. Afterwards every slot has exactly one succeeded
+run, every email reached the SMTP sink exactly once and the database is consistent.
+"""
+from __future__ import annotations
+
+import collections
+import random
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from chaos_cluster import Cluster, wait_until
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(480)]
+
+START = datetime(2031, 1, 20, 6, 30, tzinfo=timezone.utc)  # after each job's slot of the day
+STEPS = 32  # days, so 32 slots per job after the first start
+STEP_SECONDS = 4.0
+SETTLE_SECONDS = 150
+BEATS = ("beat-1", "beat-2", "beat-3")
+WORKERS = ("worker-1", "worker-2")
+
+
+def seed(start: date) -> dict[str, int]:
+    """Subscribers whose cards enter the expiry window and who turn inactive along the month."""
+    from billing.models import Card
+    from saas.db import session_scope
+    from saas.models import User
+
+    noon = datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=12)
+    with session_scope() as s:
+        for i, (year, month) in enumerate([(2031, 1)] * 15 + [(2031, 2)] * 15 + [(2031, 3)] * 10):
+            user = User(email=f"card{i}@example.com", name=f"Card {i}", last_seen_at=noon)
+            s.add(user)
+            s.flush()
+            s.add(Card(user_id=user.id, stripe_payment_method_id=f"pm_chaos_{i}", brand="visa",
+                       last4=f"{i:04d}", exp_month=month, exp_year=year))
+        six_months_ago = date(start.year - (start.month <= 6), (start.month - 7) % 12 + 1, start.day)
+        for k in range(STEPS + 2):
+            last_seen = datetime.combine(six_months_ago + timedelta(days=k), datetime.min.time(),
+                                         tzinfo=timezone.utc) + timedelta(hours=12)
+            s.add(User(email=f"idle{k}@example.com", name=f"Idle {k}", last_seen_at=last_seen))
+    return {"cards": 40, "idle": STEPS + 2}
+
+
+def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_window, tmp_path):
+    from billing.expiry import expiring_clause
+    from billing.models import Card
+    from saas.db import session_scope
+    from saas.models import AuditLog, User
+    from saas.outbox import OutboxMessage
+    from saas.settings import get_settings
+    from scheduled.models import JobRun
+    from scheduled.slots import slots_between
+
+    seed(START.date())
+    rng = random.Random(7)
+    cluster = Cluster(tmp_path, services["database_url"], START)
+    kills: collections.Counter[str] = collections.Counter()
+    try:
+        for name in BEATS:
+            cluster.start(name, "beat")
+        for name in WORKERS:
+            cluster.start(name, "worker")
+        redis_crash_step = STEPS // 2
+        for step in range(1, STEPS + 1):
+            kill_at = rng.uniform(0, STEP_SECONDS)
+            time.sleep(kill_at)
+            cluster.restart_dead()
+            if step == redis_crash_step:
+                cluster.kill_redis()
+                time.sleep(2)
+                cluster.start_redis()
+                kills["redis"] += 1
+            elif rng.random() < 0.85:
+                victim = rng.choice(BEATS + WORKERS)
+                cluster.kill(victim)
+                kills[victim.split("-")[0]] += 1
+                if rng.random() < 0.5:  # sometimes it stays down for a moment
+                    time.sleep(rng.uniform(0, 2))
+                cluster.start(victim, cluster.kinds[victim])
+            time.sleep(STEP_SECONDS - kill_at)
+            cluster.advance(START + timedelta(days=step))
+
+        settings = get_settings()
+        final_day = START + timedelta(days=STEPS)
+        expected = {job: set(slots_between(cron, settings.tz, START - settings.catchup_window, final_day))
+                    for job, cron in settings.schedules.items()}
+
+        def settled() -> bool:
+            with session_scope() as s:
+                done = {(job, slot) for job, slot in s.execute(
+                    select(JobRun.job, JobRun.slot).where(~JobRun.dry_run,
+                                                          JobRun.status.in_(("succeeded", "skipped"))))}
+                busy = s.scalar(select(func.count()).select_from(OutboxMessage)
+                                .where(OutboxMessage.status.in_(("pending", "sending"))))
+            return busy == 0 and all((job, slot) in done for job, slots in expected.items() for slot in slots)
+
+        def nudge() -> None:
+            """Keep the clock moving within the last day (no new slot) so dead runs go stale."""
+            cluster.restart_dead()
+            if cluster.clock < final_day + timedelta(hours=17):
+                cluster.advance(cluster.clock + timedelta(minutes=2))
+
+        ok = wait_until(settled, SETTLE_SECONDS, every=1.0, on_tick=nudge)
+        logs = "\n".join(f"--- {n}\n{cluster.log_tail(n, 15)}" for n in cluster.procs)
+
+        with session_scope() as s:
+            runs = s.execute(select(JobRun.job, JobRun.slot, JobRun.status, JobRun.attempts)
+                             .where(~JobRun.dry_run)).all()
+            late_skips = s.execute(select(JobRun.job, JobRun.slot, JobRun.error).where(
+                JobRun.status == "skipped", JobRun.slot > START)).all()
+            outbox = s.execute(select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.idempotency_key)).all()
+            today = cluster.clock.astimezone(settings.tz).date()
+            wrong_flags = s.scalar(select(func.count()).select_from(Card).where(
+                Card.is_expiring != (Card.is_default & expiring_clause(today, settings.card_expiring_days))))
+            flagged_keys = {f"card-expiring:{c.id}:{c.exp_year}-{c.exp_month:02d}"
+                            for c in s.scalars(select(Card).where(Card.is_expiring))}
+            purged = set(s.scalars(select(User.id).where(User.purged_at.is_not(None))))
+            audited = set(int(i) for i in s.scalars(select(AuditLog.subject_id)
+                                                    .where(AuditLog.action == "account.purged")))
+        sink = collections.Counter(m["Message-ID"] for m in cluster.sink.messages())
+    finally:
+        cluster.close()
+
+    per_slot = collections.Counter((job, slot) for job, slot, _status, _attempts in runs)
+    statuses = {(job, slot): status for job, slot, status, _attempts in runs}
+    domain = "example.com"
+    sent_ids = {f"<outbox-{i}@{domain}>" for i, status, _key in outbox if status == "sent"}
+    failed = [i for i, status, _key in outbox if status == "failed"]
+    duplicates = sum(n - 1 for n in sink.values() if n > 1)
+    lost = len(sent_ids - set(sink)) + sum(1 for _i, status, _k in outbox if status in ("pending", "sending"))
+    slots_run = sum(1 for status in statuses.values() if status == "succeeded")
+    takeovers = sum(1 for *_rest, attempts in runs if attempts > 1)
+    print(f"\nCHAOS slots: {sum(len(v) for v in expected.values())} expected "
+          f"({len(expected)} jobs), {slots_run} run (succeeded), "
+          f"{sum(1 for s in statuses.values() if s == 'skipped')} skipped (fresh-install baseline), "
+          f"{takeovers} taken over after a crash")
+    print(f"CHAOS kills injected: {sum(kills.values())} ({dict(kills)}); "
+          f"process starts: {sum(cluster.starts.values())}")
+    print(f"CHAOS emails: {len(outbox)} outbox rows, {len(sent_ids)} sent, {sum(sink.values())} received, "
+          f"duplicates {duplicates}, lost {lost}, visibly failed {len(failed)}")
+
+    for row in late_skips:
+        print("CHAOS skipped after start:", row)
+    assert ok, f"did not settle in {SETTLE_SECONDS}s\n{logs}"
+    assert max(per_slot.values()) == 1
+    for job, slots in expected.items():
+        got = {slot for (j, slot) in statuses if j == job}
+        assert got == slots, f"{job}: unexpected {sorted(got - slots)} missing {sorted(slots - got)}"
+        for slot in slots:
+            # Slots before the first start are the fresh-install baseline; every later one ran.
+            assert statuses[(job, slot)] == ("skipped" if slot <= START else "succeeded"), (job, slot)
+    assert duplicates == 0 and lost == 0
+    assert set(sink) == sent_ids
+    assert wrong_flags == 0
+    assert flagged_keys <= {key for _i, _s, key in outbox}
+    assert purged <= audited
+    assert sum(kills.values()) >= 20
