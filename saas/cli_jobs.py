@@ -65,7 +65,7 @@ def run(name: str, at: str | None, dry_run: bool) -> None:
     if slot is None:
         raise click.ClickException(f"{name} has no slot at or before {moment.isoformat()}")
     local = slot.astimezone(settings.tz).isoformat()
-    result = run_job(name, slot, dry_run=dry_run)
+    result = run_job(name, slot, dry_run=dry_run, explicit=True)
     if result is None:
         with session_scope() as session:
             other = ledger.existing_run(session, name, slot)

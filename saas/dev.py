@@ -117,7 +117,7 @@ def _run_warning_jobs() -> None:
     from scheduled.runner import run_job
 
     for job in ("flag-expiring-cards", "remind-inactive-users"):
-        run = run_job(job)
+        run = run_job(job, explicit=True)
         if run is not None:
             print(f"  ran {job} for today's slot: {run.changed} changed, {run.emails_queued} emails", flush=True)
 

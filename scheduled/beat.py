@@ -72,11 +72,7 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings | No
         due = slots_between(cron, settings.tz, window_start, now)
         if not due:
             continue
-        claimed = set(session.scalars(select(JobRun.slot).where(
-            JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(due))))
-        for slot in due:
-            if slot in claimed:
-                continue
+        for slot in ledger.slots_without_run(session, job, due, now):  # a dead run's slot is resent
             slot_iso = slot.astimezone(timezone.utc).isoformat()
             key = SENT_KEY.format(job=job, slot=slot_iso)
             if not redis.set(key, now.isoformat(), nx=True, ex=int(SENT_TTL.total_seconds())):

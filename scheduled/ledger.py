@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text, update
+from sqlalchemy import literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -24,12 +24,14 @@ BATCH_SIZE = 5000
 DETAIL_LIST_LIMIT = 1000  # a dry run lists at most this many items per list
 
 
-def claim(session: Session, job: str, slot: datetime, now: datetime, dry_run: bool = False) -> JobRun | None:
+def claim(session: Session, job: str, slot: datetime, now: datetime, dry_run: bool = False,
+          explicit: bool = False) -> JobRun | None:
     """Claim (job, slot) and commit; None when another run owns it (logged, not an error).
 
     A dry run always gets its own row (the unique index ignores dry runs). A run still
     `running` with a stale heartbeat, or one that `failed`, is taken over: attempts + 1, and its
-    batch cursor in `details` is kept so finished batches are not redone.
+    batch cursor in `details` is kept so finished batches are not redone. A `skipped` slot never
+    ran, so an explicit run (a person's `saas jobs run` or "Run now") may claim it; beat never does.
     """
     if dry_run:
         run = JobRun(job=job, slot=slot, dry_run=True, status="running", started_at=now, heartbeat_at=now,
@@ -49,7 +51,8 @@ def claim(session: Session, job: str, slot: datetime, now: datetime, dry_run: bo
             update(JobRun)
             .where(JobRun.job == job, JobRun.slot == slot, JobRun.dry_run.is_(False),
                    ((JobRun.status == "running") & (JobRun.heartbeat_at < now - STALE_AFTER))
-                   | (JobRun.status == "failed"))
+                   | (JobRun.status == "failed")
+                   | ((JobRun.status == "skipped") & literal(explicit)))
             .values(status="running", attempts=JobRun.attempts + 1, heartbeat_at=now, finished_at=None, error=None)
             .returning(JobRun.id)
         ).scalar_one_or_none()
@@ -80,6 +83,19 @@ def existing_run(session: Session, job: str, slot: datetime) -> JobRun | None:
     """The real (not dry) run of a slot, if any."""
     return session.scalars(select(JobRun).where(
         JobRun.job == job, JobRun.slot == slot, JobRun.dry_run.is_(False))).first()
+
+
+def slots_without_run(session: Session, job: str, slots: list[datetime],
+                      now: datetime | None = None) -> list[datetime]:
+    """Those of `slots` with no real run row; with `now`, also those whose run died (still
+    `running` with a stale heartbeat), which the next attempt will take over."""
+    if not slots:
+        return []
+    live = select(JobRun.slot).where(JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(slots))
+    if now is not None:
+        live = live.where(~((JobRun.status == "running") & (JobRun.heartbeat_at < now - STALE_AFTER)))
+    have = set(session.scalars(live))
+    return [slot for slot in slots if slot not in have]
 
 
 def record_skipped(session: Session, job: str, slots: list[datetime], now: datetime, reason: str) -> int:

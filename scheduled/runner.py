@@ -30,11 +30,12 @@ def check_job(name: str) -> str:
 
 
 def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now: datetime | None = None,
-            after_batch=None) -> JobRun | None:
+            after_batch=None, explicit: bool = False) -> JobRun | None:
     """Claim (name, slot) and run it; None when another run owns the slot.
 
     `slot` defaults to the newest slot at or before `now`. A failure is recorded on the run
     (status failed, error) and the run is returned; the next attempt resumes at its cursor.
+    `explicit` marks a person's request, which may run a slot recorded as skipped.
     """
     settings = get_settings()
     cron = check_job(name)
@@ -46,7 +47,7 @@ def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now:
             raise ValueError(f"{name} has no slot at or before {now.isoformat()}")
     slot = slot.astimezone(timezone.utc)
     with session_scope() as session:
-        run = ledger.claim(session, name, slot, now, dry_run=dry_run)
+        run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
             return None
         ctx = ledger.RunContext(job=name, slot=slot, now=now, dry_run=dry_run, frozen_clock=frozen,

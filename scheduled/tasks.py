@@ -15,9 +15,9 @@ BIG_RUN_SOFT_LIMIT = 3 * 3600  # a night's batches over millions of rows
 
 
 @shared_task(name="scheduled.tasks.run_job", soft_time_limit=BIG_RUN_SOFT_LIMIT, time_limit=BIG_RUN_SOFT_LIMIT + 300)
-def run_job(job: str, slot_iso: str, dry_run: bool = False) -> str:
+def run_job(job: str, slot_iso: str, dry_run: bool = False, explicit: bool = False) -> str:
     """Run one slot; a slot already claimed is a logged no-op."""
-    run = runner.run_job(job, datetime.fromisoformat(slot_iso), dry_run=dry_run)
+    run = runner.run_job(job, datetime.fromisoformat(slot_iso), dry_run=dry_run, explicit=explicit)
     return "already claimed" if run is None else run.status
 
 

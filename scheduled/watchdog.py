@@ -10,13 +10,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from celery.signals import worker_ready, worker_shutdown
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from saas.outbox import queue_email
 from saas.settings import Settings, get_settings
-from scheduled import clock
-from scheduled.models import JobRun
+from scheduled import clock, ledger
 from scheduled.slots import slots_between
 
 log = logging.getLogger(__name__)
@@ -35,11 +33,7 @@ def check_missed_slots(session: Session, now: datetime, settings: Settings | Non
         due = slots_between(cron, settings.tz, now - settings.catchup_window, now - GRACE)
         if not due:
             continue
-        ran = set(session.scalars(select(JobRun.slot).where(
-            JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(due))))
-        for slot in due:
-            if slot in ran:
-                continue
+        for slot in ledger.slots_without_run(session, job, due):
             slot_iso = slot.astimezone(timezone.utc).isoformat()
             context = {"job": job, "slot": slot_iso, "window": str(settings.catchup_window),
                        "slot_local": slot.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z"),

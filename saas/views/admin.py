@@ -227,7 +227,7 @@ def run_job(name: str):
         abort(400, f"{name} has no slot before now.")
     audit("job.dry-run" if dry_run else "job.run-now", "job", name, slot=slot.isoformat())
     web_session.commit()
-    send_task(RUN_JOB_TASK, job=name, slot_iso=slot.isoformat(), dry_run=dry_run)
+    send_task(RUN_JOB_TASK, job=name, slot_iso=slot.isoformat(), dry_run=dry_run, explicit=True)
     local = slot.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
     flash(f"{'Dry run' if dry_run else 'Run'} of {name} for the {local} slot queued. "
           "Its result appears below when it finishes.", "success")

@@ -114,3 +114,31 @@ def test_watchdog_emails_admins_once_per_missed_slot(with_settings, outbox_keys)
         assert check_missed_slots(s, utc(2025, 6, 4, 0, 11), settings) == [("purge-dormant-accounts", utc(2025, 6, 4))]
     assert outbox_keys("missed-slot") == [f"missed-slot:purge-dormant-accounts:{utc(2025, 6, 3).isoformat()}",
                                           f"missed-slot:purge-dormant-accounts:{utc(2025, 6, 4).isoformat()}"]
+
+
+def test_a_dead_runs_slot_is_sent_again_and_taken_over(with_settings, redis_client):
+    from scheduled import ledger
+
+    settings = with_settings(schedules={"remind-inactive-users": "0 0 * * *"})
+    run_job("remind-inactive-users", utc(2025, 6, 2), now=utc(2025, 6, 2, 0, 1))  # it has run before
+    with session_scope() as s:  # tonight's worker was SIGKILLed mid-run: its row stays `running`
+        ledger.claim(s, "remind-inactive-users", utc(2025, 6, 3), utc(2025, 6, 3, 0, 1))
+    sent = []
+    with session_scope() as s:
+        dispatch_due(utc(2025, 6, 3, 0, 5), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    assert sent == []  # its heartbeat is fresh: the run may still be alive
+    with session_scope() as s:
+        dispatch_due(utc(2025, 6, 3, 0, 30), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    assert sent == [utc(2025, 6, 3).isoformat()]
+    run = run_job("remind-inactive-users", utc(2025, 6, 3), now=utc(2025, 6, 3, 0, 31))
+    assert run.status == "succeeded" and run.attempts == 2
+
+
+def test_a_person_may_run_a_skipped_slot_once_beat_never_does(with_settings, redis_client):
+    settings = with_settings(schedules={"purge-dormant-accounts": "0 0 * * *"})
+    with session_scope() as s:  # fresh install: tonight's slot is the skipped baseline
+        dispatch_due(utc(2025, 6, 4, 11), redis_client, s, settings, send=lambda *a: None)
+    assert run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 11)) is None
+    run = run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 11), explicit=True)
+    assert run.status == "succeeded"
+    assert run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 12), explicit=True) is None
