@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 
-PARTS = ("jobs", "scale", "web", "email", "traffic")
+PARTS = ("jobs", "firstnight", "scale", "web", "email", "traffic")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.jobs import bench_jobs
 
             bench_jobs(harness, report, args.repeat)
+        if "firstnight" in args.parts:
+            from bench.jobs import bench_first_night
+
+            bench_first_night(harness, report, args.users, args.repeat)
         if "scale" in args.parts:
             from bench.scale import bench_scale
 

@@ -1,4 +1,4 @@
-"""`python -m bench.child JOB`: run one nightly job in a fresh process, print seconds and peak RSS.
+"""`python -m bench.child JOB [--cold]`: run one nightly job in a fresh process, print seconds and peak RSS.
 
 A child per run, so its peak resident memory (VmHWM) is the job's own plus the interpreter and
 imports, which are reported separately as the baseline.
@@ -20,9 +20,30 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def main(name: str) -> None:
+def warm_up() -> None:
+    """What a Celery worker has before it runs a job: the database pool, the broker connection,
+    the compiled email templates. The floor is timed after connecting too, so this makes the
+    comparison fair; `--cold` keeps the cost of a fresh process in the timing instead."""
+    from sqlalchemy import text
+
+    from saas.db import get_engine
+    from saas.mail import _environment
+    from scheduled.celery_app import app
+
+    with get_engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection()
+    for template in ("card_expiring", "inactive_warning", "finance_summary"):
+        for suffix in ("subject.txt", "txt", "html"):
+            _environment().get_template(f"email/{template}.{suffix}")
+
+
+def main(name: str, cold: bool = False) -> None:
     from scheduled.runner import run_job
 
+    if not cold:
+        warm_up()
     baseline = _status_mb("VmRSS")
     start = time.perf_counter()
     run = run_job(name)
@@ -35,4 +56,4 @@ def main(name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], cold="--cold" in sys.argv[2:])

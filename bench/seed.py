@@ -9,6 +9,7 @@ default cards are flagged and warned, except the `entering` ones, which are toda
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -65,8 +66,12 @@ class Rows:
 
 
 def seed(database_url: str, users: int, entering: int | None = None, seed_value: int = 42,
-         expiring_days: int = 30) -> dict[str, int]:
-    """Fill an empty, migrated database; returns row counts and the size of tonight's work."""
+         expiring_days: int = 30, first_night: bool = False) -> dict[str, int]:
+    """Fill an empty, migrated database; returns row counts and the size of tonight's work.
+
+    `first_night`: no job has ever run, so every expiring default card is tonight's to flag and
+    warn, and every inactive user tonight's to warn (nobody is warned yet, so nobody is purged).
+    """
     import psycopg
 
     from saas.auth import hash_password
@@ -95,7 +100,7 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
             protected = status in ("active", "trialing", "past_due") or unpaid or credit > 0
             warned = due = purged = exempt = None
             crossed = last_seen + timedelta(days=182)
-            if last_seen < yesterday_cutoff:  # crossed the line before today: warned then
+            if last_seen < yesterday_cutoff and not first_night:  # crossed the line before today: warned then
                 warned = crossed
                 due = warned + timedelta(days=30)
                 if rng.random() < 0.02:
@@ -151,7 +156,9 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
                                      None if purged else f"user{uid}@example.com",
                                      None if purged else f"User {uid}", _ts(start), 0))
         # Tonight's card work: the given number, or the month that just entered the window.
-        if entering is None:
+        if first_night:
+            tonight = {c[0] for c in expiring_cards}
+        elif entering is None:
             tonight = {c[0] for c in expiring_cards if c[4]}
         else:
             tonight = {c[0] for c in rng.sample(expiring_cards, min(entering, len(expiring_cards)))}
@@ -192,6 +199,13 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
         for table in ("users", "cards", "subscriptions", "invoices", "mrr_movements", "outbox"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+        if not first_night:  # last night's flag-expiring-cards run, whose start the job reads
+            cur.execute("INSERT INTO job_runs (job, slot, status, dry_run, started_at, heartbeat_at, finished_at, "
+                        "attempts, scanned, changed, emails_queued, details) VALUES ('flag-expiring-cards', "
+                        "%(slot)s, 'succeeded', false, %(start)s, %(start)s, %(start)s, 1, 0, 0, 0, %(details)s)",
+                        {"slot": datetime.combine(today - timedelta(days=1), datetime.min.time(), timezone.utc),
+                         "start": now - timedelta(days=1),
+                         "details": json.dumps({"started": (now - timedelta(days=1)).isoformat()})})
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")

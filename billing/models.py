@@ -23,6 +23,10 @@ class Card(Base):
         Index("ix_cards_expires_on", "expires_on"),
         Index("ix_cards_user_id", "user_id"),
         Index("ix_cards_is_expiring", "id", postgresql_where="is_expiring"),
+        # flag-expiring-cards reads only these small ranges, never the whole table (migration 0002).
+        Index("ix_cards_to_flag", "expires_on", "id", postgresql_where="NOT is_expiring AND is_default"),
+        Index("ix_cards_to_clear", "is_default", "expires_on", "id", postgresql_where="is_expiring"),
+        Index("ix_cards_flagged_updated_at", "updated_at", "id", postgresql_where="is_expiring"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -1,64 +1,160 @@
 """flag-expiring-cards: set and clear Card.is_expiring by THE expiry rule, and warn each owner once."""
 from __future__ import annotations
 
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, update
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, DateTime, Select, String, and_, any_, cast, exists, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from billing.expiry import expiring_clause
 from billing.models import Card
+from saas.db import utcnow
 from saas.models import User
 from saas.outbox import OutboxMessage
 from scheduled.jobs.emails import queue_batch
 from scheduled.ledger import RunContext
+from scheduled.models import JobRun
 
 KIND = "card-expiring"
+# Flagged cards changed up to this long before the last run started are checked again: a card
+# update whose transaction was still open when that run started was not visible to it.
+RECHECK_MARGIN = timedelta(hours=1)
 
 
-def _email_key():
-    """The outbox key in SQL; the same text as the Python f-string below."""
-    return (literal(f"{KIND}:") + cast(Card.id, String) + ":" + cast(Card.exp_year, String)
-            + "-" + func.lpad(cast(Card.exp_month, String), 2, "0"))
+def _last_run_started(session: Session, ctx: RunContext) -> datetime | None:
+    """When the newest finished real run of this job started (wall clock), or None."""
+    started = session.scalar(select(func.max(JobRun.details["started"].astext)).where(
+        JobRun.job == ctx.job, JobRun.status == "succeeded", JobRun.dry_run.is_(False)))
+    return datetime.fromisoformat(started) if started else None
 
 
 def flag_expiring_cards(session: Session, ctx: RunContext) -> None:
-    """Batches over the cards whose flag is wrong or whose warning is not queued yet.
+    """Four passes over small ranges of partial indexes, never a walk of the whole table.
 
     A card should be flagged when it is its owner's default card and expiring on ctx.today;
-    every other card (replaced, updated, no longer default) loses the flag.
+    every other card loses the flag. Each pass walks its index in order with its own keyset
+    cursor in the run's details (a killed run resumes there; a dry run, which changes nothing,
+    still moves on):
+    1. clear the flagged cards that are no longer default, 2. or no longer expiring;
+    3. recheck the flagged cards changed since the last run started (a card webhook recomputes
+       the flag without an email, and an expiry can change in place) and warn those whose email
+       is missing (the first run of all checks every flagged card);
+    4. flag the unflagged default expiring cards, and warn them in the same transaction.
     """
-    settings = ctx.settings
-    should_flag = and_(Card.is_default, expiring_clause(ctx.today, settings.card_expiring_days))
-    owner_active = exists().where(User.id == Card.user_id, User.purged_at.is_(None))
-    not_warned = ~exists().where(OutboxMessage.idempotency_key == _email_key())
-    update_url = f"{settings.app_url}/billing/card"  # billing.update_card
+    # The clock that stamps cards.updated_at (not the scheduler's), so the two compare.
+    ctx.details.setdefault("started", utcnow().isoformat())
+    expiring = expiring_clause(ctx.today, ctx.settings.card_expiring_days)
+    _clear(session, ctx, "clear_not_default_cursor", Card.is_expiring, ~Card.is_default)
+    _clear(session, ctx, "clear_not_expiring_cursor", Card.is_expiring, Card.is_default, ~expiring)
+    _recheck(session, ctx, expiring)
+    _flag(session, ctx, expiring)
+
+
+def _pick(ctx: RunContext, cursor_name: str, keys: tuple, *where) -> Select:
+    """The next batch of `where` in index order (`keys`, ending with Card.id), after the cursor."""
+    pick = select(Card.id).where(*where).order_by(*keys).limit(ctx.batch_size)
+    cursor = ctx.cursor(cursor_name, None)
+    if cursor is not None:
+        pick = pick.where(tuple_(*keys) > tuple_(*(_decode(key, value) for key, value in zip(keys, cursor))))
+    return pick
+
+
+def _decode(key, value: Any) -> Any:
+    if isinstance(key.type, Date):
+        return date.fromisoformat(value)
+    if isinstance(key.type, DateTime):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _encode(values: tuple) -> list[Any]:
+    return [v.isoformat() if isinstance(v, date) else v for v in values]
+
+
+BY_EXPIRY = (Card.expires_on, Card.id)  # the order of ix_cards_to_flag and ix_cards_to_clear
+BY_CHANGE = (Card.updated_at, Card.id)  # the order of ix_cards_flagged_updated_at
+
+
+def _clear(session: Session, ctx: RunContext, cursor_name: str, *wrong) -> None:
     while True:
-        cursor = ctx.cursor()
-        ids = list(session.scalars(
-            select(Card.id)
-            .where(Card.id > cursor,
-                   or_(Card.is_expiring != should_flag, and_(should_flag, owner_active, not_warned)))
-            .order_by(Card.id).limit(ctx.batch_size)
-        ))
-        if not ids:
-            return
-        changed = session.execute(
-            update(Card)
-            .where(Card.id.in_(ids), Card.is_expiring != should_flag)
-            .values(is_expiring=should_flag, updated_at=Card.updated_at)  # our flag is not a card update
+        cleared = session.execute(
+            update(Card).where(Card.id == any_(func.array(_pick(ctx, cursor_name, BY_EXPIRY, *wrong).scalar_subquery())),
+                               *wrong)
+            .values(is_expiring=False, updated_at=Card.updated_at)  # our flag is not a card update
+            .returning(*BY_EXPIRY)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        to_warn = session.execute(
-            select(Card.id, Card.brand, Card.last4, Card.exp_month, Card.exp_year, Card.expires_on,
-                   User.id.label("user_id"), User.email, User.name)
-            .join(User, User.id == Card.user_id)
-            .where(Card.id.in_(ids), should_flag, User.purged_at.is_(None), not_warned)
         ).all()
-        emails = queue_batch(session, kind=KIND, template="card_expiring", rows=[{
-            "key": f"{KIND}:{r.id}:{r.exp_year}-{r.exp_month:02d}", "to": r.email, "user_id": r.user_id,
-            "context": {"name": r.name, "brand": r.brand, "last4": r.last4, "exp_month": r.exp_month,
-                        "exp_year": r.exp_year, "expires_on": r.expires_on.isoformat(),
-                        "update_url": update_url},
-        } for r in to_warn])
+        if not cleared:
+            return
         if ctx.dry_run:
-            ctx.note("would_flag_or_clear", ids)
-        ctx.batch_done(session, cursor=ids[-1], scanned=len(ids), changed=changed, emails=emails)
+            ctx.note("would_flag_or_clear", sorted(r.id for r in cleared))
+        ctx.batch_done(session, name=cursor_name, cursor=_encode(max(tuple(r) for r in cleared)),
+                       scanned=len(cleared), changed=len(cleared))
+
+
+def _recheck(session: Session, ctx: RunContext, expiring) -> None:
+    since = _last_run_started(session, ctx)
+    changed_since = [] if since is None else [Card.updated_at >= since - RECHECK_MARGIN]
+    while True:
+        pick = _pick(ctx, "recheck_cursor", BY_CHANGE, Card.is_expiring, Card.is_default, expiring, *changed_since)
+        candidates = session.execute(select(*BY_CHANGE).where(Card.id == any_(func.array(pick.scalar_subquery())))).all()
+        if not candidates:
+            return
+        rows = _to_warn(session, Card.id.in_([c.id for c in candidates]))
+        emails = _warn(session, ctx, rows)
+        ctx.batch_done(session, name="recheck_cursor", cursor=_encode(max(tuple(c) for c in candidates)),
+                       scanned=len(candidates), emails=emails)
+
+
+def _flag(session: Session, ctx: RunContext, expiring) -> None:
+    to_flag = (~Card.is_expiring, Card.is_default, expiring)
+    while True:
+        flagged = (
+            update(Card).where(Card.id == any_(func.array(_pick(ctx, "flag_cursor", BY_EXPIRY, *to_flag).scalar_subquery())),
+                               *to_flag)
+            .values(is_expiring=True, updated_at=Card.updated_at)
+            .returning(Card.id, Card.brand, Card.last4, Card.exp_month, Card.exp_year, Card.expires_on, Card.user_id)
+            .cte("flagged")
+        )
+        # The flag, and for each card flagged now whether its owner still needs the email (the same
+        # card may have been warned for this expiry before, then unflagged and flagged again).
+        rows = session.execute(
+            select(flagged, User.email, User.name,
+                   and_(User.purged_at.is_(None), ~_warned(flagged.c)).label("warn"))
+            .join(User, User.id == flagged.c.user_id)
+        ).all()
+        if not rows:
+            return
+        emails = _warn(session, ctx, [r for r in rows if r.warn])
+        if ctx.dry_run:
+            ctx.note("would_flag_or_clear", sorted(r.id for r in rows))
+        ctx.batch_done(session, name="flag_cursor", cursor=_encode(max((r.expires_on, r.id) for r in rows)),
+                       scanned=len(rows), changed=len(rows), emails=emails)
+
+
+def _warned(card) -> ColumnElement[bool]:
+    """The card (the Card entity or a row source with its columns) has its email for this expiry."""
+    key = (literal(f"{KIND}:") + cast(card.id, String) + ":" + cast(card.exp_year, String)
+           + "-" + func.lpad(cast(card.exp_month, String), 2, "0"))
+    return exists().where(OutboxMessage.idempotency_key == key)
+
+
+def _to_warn(session: Session, *where) -> list[Any]:
+    """The cards among `where` whose active owner has no email for this card's expiry yet."""
+    return session.execute(
+        select(Card.id, Card.brand, Card.last4, Card.exp_month, Card.exp_year, Card.expires_on,
+               User.id.label("user_id"), User.email, User.name)
+        .join(User, User.id == Card.user_id)
+        .where(*where, User.purged_at.is_(None), ~_warned(Card))
+    ).all()
+
+
+def _warn(session: Session, ctx: RunContext, rows: list[Any]) -> int:
+    update_url = f"{ctx.settings.app_url}/billing/card"  # billing.update_card
+    return queue_batch(session, kind=KIND, template="card_expiring", rows=[{
+        "key": f"{KIND}:{r.id}:{r.exp_year}-{r.exp_month:02d}", "to": r.email, "user_id": r.user_id,
+        "context": {"name": r.name, "brand": r.brand, "last4": r.last4, "exp_month": r.exp_month,
+                    "exp_year": r.exp_year, "expires_on": r.expires_on.isoformat(),
+                    "update_url": update_url},
+    } for r in rows])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, String, case, cast, delete, event, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, case, cast, delete, event, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.models import Card, Invoice, Subscription
@@ -19,24 +19,41 @@ UNPAID_INVOICES = ("open", "uncollectible")
 DELETE_CUSTOMER_TASK = "billing.tasks.delete_stripe_customer"
 
 
+def _protecting_subscription() -> tuple[ColumnElement[bool], ...]:
+    return (Subscription.user_id == User.id, Subscription.status.in_(PROTECTING_SUBSCRIPTIONS))
+
+
+def _unpaid_invoice() -> ColumnElement[bool]:
+    return exists().where(Invoice.user_id == User.id, Invoice.status.in_(UNPAID_INVOICES))
+
+
 def protection_reason_expr() -> ColumnElement[str | None]:
     """Why an account must not be purged, as SQL correlated with `users` (NULL when nothing does).
 
-    The admin queue selects it beside each user; the job and purge_user filter on it.
+    The admin queue selects it beside each user; purge_user filters on it.
     """
     subscription = (
         select(literal("subscription ") + Subscription.status)
-        .where(Subscription.user_id == User.id, Subscription.status.in_(PROTECTING_SUBSCRIPTIONS))
+        .where(*_protecting_subscription())
         .order_by(Subscription.id).limit(1)
         .scalar_subquery()
     )
-    unpaid = exists().where(Invoice.user_id == User.id, Invoice.status.in_(UNPAID_INVOICES))
     return case(
         (subscription.is_not(None), subscription),
-        (unpaid, literal("unpaid invoice")),
+        (_unpaid_invoice(), literal("unpaid invoice")),
         (User.credit_balance_cents > 0, literal("credit balance")),
         else_=literal(None, String),
     )
+
+
+def unprotected_clause() -> ColumnElement[bool]:
+    """protection_reason_expr() IS NULL, from the same three rules, written as anti-joins.
+
+    The job filters thousands of warned-but-protected accounts every night: PostgreSQL can hash
+    NOT EXISTS against subscriptions and invoices once, where the CASE runs its subqueries per row.
+    """
+    return and_(~exists().where(*_protecting_subscription()), ~_unpaid_invoice(),
+                or_(User.credit_balance_cents <= 0, User.credit_balance_cents.is_(None)))
 
 
 def protection_reason(session: Session, user_id: int) -> str | None:
@@ -117,7 +134,7 @@ def purge_user(session: Session, user_id: int, actor: str, now: datetime) -> boo
 
 def purge_dormant_accounts(session: Session, ctx: RunContext) -> None:
     """Batches of due, unprotected accounts; a dry run lists them in the run's details instead."""
-    due = (*_purge_due(ctx.now), protection_reason_expr().is_(None))
+    due = (*_purge_due(ctx.now), unprotected_clause())
     while True:
         rows = session.execute(
             select(User.id, User.purge_due_at, User.purge_approved_at)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import any_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from saas.models import User
@@ -43,7 +43,9 @@ def remind_inactive_users(session: Session, ctx: RunContext) -> None:
         warned = session.execute(
             update(User)
             # The conditions again: PostgreSQL re-checks them if a sign-in raced the batch.
-            .where(User.id.in_(batch.scalar_subquery()), *due)
+            # = ANY(ARRAY(...)): the batch's ids become a list to look up, where IN (subquery)
+            # would be hash-joined against a second scan of the whole table.
+            .where(User.id == any_(func.array(batch.scalar_subquery())), *due)
             .values(inactive_warned_at=ctx.now, purge_due_at=purge_due_at, purge_approved_at=None)
             .returning(User.id, User.email, User.name, User.last_seen_at)
             .execution_options(synchronize_session=False)
