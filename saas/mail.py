@@ -13,6 +13,7 @@ from saas.settings import ROOT, get_settings
 def _environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(ROOT / "templates"),
+        auto_reload=get_settings().env == "dev",  # elsewhere no stat() of template files per render
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,

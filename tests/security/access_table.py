@@ -1,7 +1,7 @@
-"""Who may use which route: the intended answer per persona, and the docs/security.md table made from it.
+"""Who may use which route: the intended answer per persona, and the docs/reliability.md table made from it.
 
 The test (test_security_access.py) requests every route of the app as each persona and compares
-with ACCESS; it also fails when docs/security.md does not hold RENDERED exactly. After changing
+with ACCESS; it also fails when docs/reliability.md does not hold RENDERED exactly. After changing
 ACCESS, refresh the doc with `python -m tests.security.access_table`.
 
 Answers: a status code; "302 → /login" is a redirect to the sign-in page. POSTs carry an empty
@@ -15,7 +15,7 @@ from pathlib import Path
 
 PERSONAS = ("anonymous", "subscriber", "finance", "admin")
 LOGIN = "302 → /login"
-DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 START, END = "<!-- access-table:start -->", "<!-- access-table:end -->"
 
 
@@ -104,7 +104,7 @@ def block() -> str:
 
 
 def documented() -> str | None:
-    """The table block docs/security.md holds now (None without markers)."""
+    """The table block docs/reliability.md holds now (None without markers)."""
     match = re.search(re.escape(START) + r".*?" + re.escape(END), DOC.read_text(), re.S)
     return match.group(0) if match else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 
 # Deterministic: the same cases on every run and machine, no example database under the tree.
-# The number of cases each target ran is printed at the end of the session (docs/security.md).
+# The number of cases each target ran is printed at the end of the session (docs/reliability.md).
 FUZZ = dict(derandomize=True, database=None, deadline=None, print_blob=False,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                    HealthCheck.function_scoped_fixture])

@@ -96,8 +96,8 @@ def test_every_route_answers_as_intended(app, world, persona):
 
 
 def test_docs_hold_the_table_the_test_checks():
-    """docs/security.md is generated from ACCESS; refresh it with `python -m tests.security.access_table`."""
-    assert documented() == block(), "docs/security.md is out of date: run python -m tests.security.access_table"
+    """docs/reliability.md is generated from ACCESS; refresh it with `python -m tests.security.access_table`."""
+    assert documented() == block(), "docs/reliability.md is out of date: run python -m tests.security.access_table"
 
 
 def test_production_has_no_dev_routes(services):
