@@ -238,3 +238,16 @@ def stripe_emulator(services, live_server):
     yield StripeEmulator(f"http://127.0.0.1:{port}", key, secret)
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def rotated_webhook_secrets(services, monkeypatch):
+    """Two configured webhook secrets (a rotation in progress), as production may have."""
+    from saas.settings import get_settings
+    from tests.billing.helpers import OLD_SECRET, SECRET
+
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{SECRET}, {OLD_SECRET}")
+    get_settings.cache_clear()
+    yield SECRET, OLD_SECRET
+    monkeypatch.undo()
+    get_settings.cache_clear()

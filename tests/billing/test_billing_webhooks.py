@@ -17,15 +17,7 @@ URL = "/billing/webhooks/stripe"
 TODAY = date(2026, 3, 10)
 
 
-@pytest.fixture(autouse=True)
-def secrets(monkeypatch):
-    from saas.settings import get_settings
-
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{SECRET}, {OLD_SECRET}")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("rotated_webhook_secrets")
 
 
 @pytest.fixture

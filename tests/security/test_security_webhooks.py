@@ -25,16 +25,7 @@ BILLING_TABLES = (User, Card, Subscription, Invoice, MrrMovement, StripeEvent, O
 _unique = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def secrets(monkeypatch):
-    """Two configured secrets (a rotation), as in production."""
-    from saas.settings import get_settings
-
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{SECRET}, {OLD_SECRET}")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("rotated_webhook_secrets")
 
 
 def header_for(payload: str | bytes, secret: str, timestamp: int) -> str:
