@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
 from celery import shared_task
@@ -11,16 +10,12 @@ from sqlalchemy import update
 from billing import gateway, handlers, progress, subscriptions
 from billing.models import StripeEvent
 from billing.records import local_today
+from saas.backoff import backoff_seconds
 from saas.db import session_scope
 from saas.models import User
 
 log = logging.getLogger(__name__)
 UNREACHABLE = "We could not reach our payment provider. Nothing was changed; please try again in a few minutes."
-
-
-def backoff(retries: int) -> float:
-    """About 4, 8, 16, 32, 64 s ... with jitter."""
-    return min(4 * 2 ** retries, 600) * random.uniform(0.8, 1.2)
 
 
 @shared_task(name="billing.tasks.process_stripe_event", bind=True, max_retries=8)
@@ -33,7 +28,7 @@ def process_stripe_event(self, event_id: str) -> None:
         with session_scope() as session:
             session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(error=repr(exc)[:2000]))
         log.warning("stripe event %s failed (attempt %s): %r", event_id, self.request.retries + 1, exc)
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
 
 
 def _operate(task, op_id: str, user_id: int, action: Callable, done: Callable[[object], tuple[str, str | None]]) -> None:
@@ -49,7 +44,7 @@ def _operate(task, op_id: str, user_id: int, action: Callable, done: Callable[[o
         if task.request.retries >= task.max_retries:
             progress.finish(op_id, UNREACHABLE, ok=False)
             return
-        raise task.retry(exc=exc, countdown=backoff(task.request.retries))
+        raise task.retry(exc=exc, countdown=backoff_seconds(task.request.retries))
     else:
         progress.finish(op_id, message, next_url)
 
@@ -104,7 +99,7 @@ def delete_stripe_customer(self, customer_id: str) -> None:
     except gateway.NotFound:
         log.info("stripe customer %s was already deleted", customer_id)
     except gateway.GatewayError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
     with session_scope() as session:
         session.execute(update(User).where(User.stripe_customer_id == customer_id, User.purged_at.is_not(None))
                         .values(stripe_customer_id=None))

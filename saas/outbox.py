@@ -5,8 +5,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, event
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, bindparam, event, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from saas.db import Base, utcnow
@@ -86,6 +86,39 @@ def queue_email(
         .returning(OutboxMessage.id)
     )
     added = session.execute(stmt).scalar_one_or_none() is not None
+    if added:
+        mark_outbox_dirty(session)
+    return added
+
+
+# The columns queue_batch sets per row; the others take their defaults.
+_COLUMNS = {"idempotency_key": Text, "to_addr": Text, "user_id": BigInteger, "subject": Text, "text_body": Text,
+            "html_body": Text}
+
+
+def queue_batch(session: Session, *, kind: str, template: str, rows: list[dict[str, Any]]) -> int:
+    """queue_email for a nightly job's batch: rows ({key, to, user_id, context}) rendered one by
+    one through the same templates (Jinja escapes every value), then inserted as one
+    INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING, parsed and planned once whatever
+    the batch's size. Returns how many were new."""
+    if not rows:
+        return 0
+    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    for row in rows:
+        subject, text, html = render_email(template, row["context"])
+        for name, value in zip(_COLUMNS, (row["key"], row["to"], row.get("user_id"), subject, text, html)):
+            columns[name].append(value)
+    # One statement with one array parameter per column, unnested in SQL: the batch is parsed and
+    # planned once, whatever its size (a VALUES list needs a parameter per cell).
+    batch = func.unnest(*(bindparam(name, values, type_=ARRAY(_COLUMNS[name]))
+                          for name, values in columns.items())).table_valued(*_COLUMNS).render_derived()
+    table = OutboxMessage.__table__
+    added = len(session.execute(
+        insert(table)
+        .from_select([*_COLUMNS, "kind"], select(*batch.c, literal(kind)))  # the other columns get their defaults
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(table.c.id)
+    ).all())
     if added:
         mark_outbox_dirty(session)
     return added

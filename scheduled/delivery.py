@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from celery import shared_task
 from sqlalchemy import or_, select, text, update
 
+from saas.backoff import backoff_seconds
 from saas.db import get_engine, session_scope
 from saas.outbox import OutboxMessage
 from saas.settings import get_settings
@@ -24,12 +24,6 @@ BATCH_SIZE = 200
 STALE_CLAIM = timedelta(minutes=10)
 CONNECTION_RETRY = timedelta(seconds=30)
 RUNNING_LOCK_CLASS = 72041  # advisory lock namespace: one running copy per delivery task id
-
-
-def backoff(failures: int) -> timedelta:
-    """About 4, 8, 16, 32, 64 s after the 1st..5th failure, with +-25% jitter."""
-    base = 4 * 2 ** (failures - 1)
-    return timedelta(seconds=base * random.uniform(0.75, 1.25))
 
 
 def open_smtp(url: str) -> smtplib.SMTP:
@@ -114,7 +108,7 @@ def record_failure(row: OutboxMessage, error: str, permanent: bool) -> datetime 
         record(row.id, status="failed", attempts=attempts, last_error=error[:2000], claimed_by=None)
         log.error("outbox %s failed for good after %s attempts: %s", row.id, attempts, error)
         return None
-    retry_at = datetime.now(timezone.utc) + backoff(attempts)
+    retry_at = datetime.now(timezone.utc) + timedelta(seconds=backoff_seconds(attempts - 1))
     record(row.id, status="pending", attempts=attempts, last_error=error[:2000],
            claimed_by=None, next_attempt_at=retry_at)
     return retry_at

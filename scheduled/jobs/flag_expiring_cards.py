@@ -12,7 +12,7 @@ from billing.models import Card
 from saas.db import utcnow
 from saas.models import User
 from saas.outbox import OutboxMessage
-from scheduled.jobs.emails import queue_batch
+from saas.outbox import queue_batch
 from scheduled.ledger import RunContext
 from scheduled.models import JobRun
 

@@ -7,7 +7,7 @@ from sqlalchemy import any_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from saas.models import User
-from scheduled.jobs.emails import queue_batch
+from saas.outbox import queue_batch
 from scheduled.ledger import RunContext
 
 KIND = "inactive-warning"
