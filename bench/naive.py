@@ -49,7 +49,7 @@ def _remind(session, today, settings, sample):
                 and user.last_seen_at < cutoff
                 and (user.inactive_warned_at is None or user.inactive_warned_at < user.last_seen_at)):
             user.inactive_warned_at, user.purge_due_at = now, now + timedelta(days=settings.purge_grace_days)
-            queue_email(session, key=f"inactive-warning:{user.id}:{user.last_seen_at.isoformat()}",
+            queue_email(session, key=f"inactive-warning:{user.id}:{user.last_seen_at.astimezone(timezone.utc).isoformat(timespec='microseconds')}",
                         kind="inactive-warning", to=user.email, template="inactive_warning", user_id=user.id,
                         context={"name": user.name, "last_seen_on": user.last_seen_at.date().isoformat(),
                                  "purge_on": user.purge_due_at.date().isoformat(),

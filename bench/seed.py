@@ -170,7 +170,10 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
             elif row[8]:
                 out_id += 1
                 out_rows.append((out_id, f"card-expiring:{row[0]}:{row[6]}-{row[5]:02d}", "card-expiring",
-                                 row[1], f"user{row[1]}@example.com", "seeded", "seeded", "seeded", "[]", "sent", 1,
+                                 row[1], f"user{row[1]}@example.com", "card_expiring", json.dumps({
+                                     "name": f"User {row[1]}", "brand": row[3], "last4": row[4], "exp_month": row[5],
+                                     "exp_year": row[6], "expires_on": "2026-01-31", "update_url": "https://example.com"}),
+                                 "[]", "sent", 1,
                                  _ts(now - timedelta(days=1)), _ts(now - timedelta(days=1)),
                                  _ts(now - timedelta(days=1))))
         tables = [
@@ -186,7 +189,7 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
              "period_start, period_end, paid_at, first_failed_at, customer_email, customer_name, created_at, "
              "stripe_event_created)", inv_rows),
             ("mrr_movements (id, subscription_id, at, kind, currency, mrr_before_cents, mrr_after_cents)", mrr_rows),
-            ("outbox (id, idempotency_key, kind, user_id, to_addr, subject, text_body, html_body, attachments, "
+            ("outbox (id, idempotency_key, kind, user_id, to_addr, template, context, attachments, "
              "status, attempts, created_at, next_attempt_at, sent_at)", out_rows),
         ]
         for spec, rows in tables:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -21,12 +21,25 @@ def _environment() -> Environment:
     )
 
 
-def render_email(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
-    """Render email/<template>.{subject,txt,html} into (subject, text, html)."""
-    env = _environment()
-    settings = get_settings()
-    ctx = {"app_url": settings.app_url, **context}
-    subject = env.get_template(f"email/{template}.subject.txt").render(ctx).strip()
+class RenderedEmail(NamedTuple):
+    subject: str
+    text: str
+    html: str
+
+
+def render_email(template: str, context: dict[str, Any]) -> RenderedEmail:
+    """Render email/<template>.{subject.txt,txt,html} with `context` (and app_url)."""
+    env, ctx = _environment(), _with_defaults(context)
     text = env.get_template(f"email/{template}.txt").render(ctx)
     html = env.get_template(f"email/{template}.html").render(ctx)
-    return " ".join(subject.split()), text, html
+    return RenderedEmail(render_subject(template, context), text, html)
+
+
+def render_subject(template: str, context: dict[str, Any]) -> str:
+    """Only the subject line of email/<template>, on one line."""
+    subject = _environment().get_template(f"email/{template}.subject.txt").render(_with_defaults(context))
+    return " ".join(subject.split())
+
+
+def _with_defaults(context: dict[str, Any]) -> dict[str, Any]:
+    return {"app_url": get_settings().app_url, **context}

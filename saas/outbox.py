@@ -1,20 +1,30 @@
-"""The transactional outbox: every email is a row written in the caller's transaction."""
+"""The transactional outbox: every email is a row written in the caller's transaction.
+
+A row holds the email's template name and its context (JSON); the delivery task renders it
+(`OutboxMessage.render`) just before sending. Queueing is an INSERT of a few short values, so a
+request or a nightly batch pays no template rendering, and a template fix reaches the emails
+still waiting.
+"""
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, bindparam, event, func, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from jinja2 import TemplateError
+from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, ForeignKey, Index, Insert, Integer, Select, String, Text, event, func, literal, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from saas.db import Base, utcnow
-from saas.mail import render_email
+from saas.mail import RenderedEmail, render_email, render_subject
 
 log = logging.getLogger(__name__)
 STATUSES = ("pending", "sending", "sent", "failed")
 DELIVER_TASK = "scheduled.delivery.deliver_outbox"
+# The template of a message stored already rendered ({"subject", "text", "html"} as its context):
+# rows queued before migration 0003, and the redacted rows of purged accounts.
+PRERENDERED = "_prerendered"
 
 
 class OutboxMessage(Base):
@@ -33,9 +43,8 @@ class OutboxMessage(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     to_addr: Mapped[str] = mapped_column(Text)
     reply_to: Mapped[str | None] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text)
-    text_body: Mapped[str] = mapped_column(Text)
-    html_body: Mapped[str] = mapped_column(Text)
+    template: Mapped[str] = mapped_column(String(100))  # templates/email/<template>.{subject.txt,txt,html}
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # [{"filename": ..., "content_type": ..., "content": <text>}]
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     status: Mapped[str] = mapped_column(String(10), default="pending")
@@ -57,6 +66,18 @@ class OutboxMessage(Base):
         domain = parseaddr(get_settings().mail_from)[1].rpartition("@")[2] or "localhost"
         return f"<outbox-{self.id}@{domain}>"
 
+    @property
+    def subject(self) -> str:
+        """The rendered subject line, for lists; the error's name when the row cannot render."""
+        try:
+            return render_subject(self.template, self.context)
+        except TemplateError as exc:
+            return f"[cannot render: {type(exc).__name__}]"
+
+    def render(self) -> RenderedEmail:
+        """Subject, text and HTML from the row's template and context (raises jinja2.TemplateError)."""
+        return render_email(self.template, self.context)
+
 
 def queue_email(
     session: Session,
@@ -70,17 +91,17 @@ def queue_email(
     reply_to: str | None = None,
     attachments: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Render `templates/email/<template>` and add it to the outbox in the caller's transaction.
+    """Add an email (`templates/email/<template>` with `context`, JSON values only) to the outbox
+    in the caller's transaction; it is rendered when delivered.
 
     Returns False when a row with the same idempotency key already exists (nothing is added).
     Delivery is enqueued after the transaction commits.
     """
-    subject, text, html = render_email(template, context)
     stmt = (
         insert(OutboxMessage)
         .values(
             idempotency_key=key, kind=kind, to_addr=to, reply_to=reply_to, user_id=user_id,
-            subject=subject, text_body=text, html_body=html, attachments=attachments or [],
+            template=template, context=context, attachments=attachments or [],
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(OutboxMessage.id)
@@ -91,37 +112,36 @@ def queue_email(
     return added
 
 
-# The columns queue_batch sets per row; the others take their defaults.
-_COLUMNS = {"idempotency_key": Text, "to_addr": Text, "user_id": BigInteger, "subject": Text, "text_body": Text,
-            "html_body": Text}
+def queue_from(kind: str, template: str, rows: Select) -> Insert:
+    """The set-based queue_email, for the nightly jobs: INSERT INTO outbox ... SELECT `rows` ON
+    CONFLICT (idempotency_key) DO NOTHING RETURNING id.
 
-
-def queue_batch(session: Session, *, kind: str, template: str, rows: list[dict[str, Any]]) -> int:
-    """queue_email for a nightly job's batch: rows ({key, to, user_id, context}) rendered one by
-    one through the same templates (Jinja escapes every value), then inserted as one
-    INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING, parsed and planned once whatever
-    the batch's size. Returns how many were new."""
-    if not rows:
-        return 0
-    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
-    for row in rows:
-        subject, text, html = render_email(template, row["context"])
-        for name, value in zip(_COLUMNS, (row["key"], row["to"], row.get("user_id"), subject, text, html)):
-            columns[name].append(value)
-    # One statement with one array parameter per column, unnested in SQL: the batch is parsed and
-    # planned once, whatever its size (a VALUES list needs a parameter per cell).
-    batch = func.unnest(*(bindparam(name, values, type_=ARRAY(_COLUMNS[name]))
-                          for name, values in columns.items())).table_valued(*_COLUMNS).render_derived()
+    `rows` selects four columns, in this order: the idempotency key, the address, the user id and
+    the template's context as JSONB (`json_object`), all built in SQL, so the emails of a batch
+    never travel to Python and back. Execute the statement, or embed it as a CTE beside the
+    UPDATE that makes the emails due (one statement, one round trip); then call
+    mark_outbox_dirty(session) if it added rows.
+    """
+    source = rows.subquery("queued_rows")
     table = OutboxMessage.__table__
-    added = len(session.execute(
+    now = utcnow()
+    # Every column's value is given: inside a CTE, SQLAlchemy does not apply the Python defaults.
+    fixed = {"kind": kind, "template": template, "attachments": literal([], JSONB), "status": "pending",
+             "attempts": 0, "created_at": now, "next_attempt_at": now}
+    return (
         insert(table)
-        .from_select([*_COLUMNS, "kind"], select(*batch.c, literal(kind)))  # the other columns get their defaults
+        .from_select(["idempotency_key", "to_addr", "user_id", "context", *fixed],
+                     select(*source.c, *(v if isinstance(v, ColumnElement) else literal(v) for v in fixed.values())))
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(table.c.id)
-    ).all())
-    if added:
-        mark_outbox_dirty(session)
-    return added
+    )
+
+
+def json_object(**values: Any) -> ColumnElement[Any]:
+    """jsonb_build_object(name, value, ...) for a template context built in SQL (dates become
+    ISO strings, as the template expects)."""
+    pairs = [item for name, value in values.items() for item in (literal_column(f"'{name}'"), value)]
+    return func.jsonb_build_object(*pairs, type_=JSONB)
 
 
 def mark_outbox_dirty(session: Session) -> None:

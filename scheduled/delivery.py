@@ -11,6 +11,7 @@ from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from celery import shared_task
+from jinja2 import TemplateError
 from sqlalchemy import or_, select, text, update
 
 from saas.backoff import backoff_seconds
@@ -42,17 +43,19 @@ def open_smtp(url: str) -> smtplib.SMTP:
 
 
 def build_message(row: OutboxMessage, mail_from: str) -> EmailMessage:
-    """The MIME message for a row: text and HTML parts, attachments, a row-derived Message-ID."""
+    """The MIME message for a row, rendered now: text and HTML parts, attachments, a row-derived
+    Message-ID. Raises jinja2.TemplateError when the row's template cannot render its context."""
+    email = row.render()
     msg = EmailMessage()
     msg["From"] = mail_from
     msg["To"] = row.to_addr
     if row.reply_to:
         msg["Reply-To"] = row.reply_to
-    msg["Subject"] = row.subject
+    msg["Subject"] = email.subject
     msg["Message-ID"] = row.message_id
     msg["Date"] = format_datetime(row.created_at)
-    msg.set_content(row.text_body)
-    msg.add_alternative(row.html_body, subtype="html")
+    msg.set_content(email.text)
+    msg.add_alternative(email.html, subtype="html")
     for item in row.attachments or []:
         maintype, _, subtype = item.get("content_type", "text/plain").partition("/")
         msg.add_attachment(item["content"].encode(), maintype=maintype, subtype=subtype,
@@ -127,7 +130,12 @@ def deliver_rows(rows: list[OutboxMessage]) -> tuple[int, datetime | None]:
     try:
         for index, row in enumerate(rows):
             try:
-                conn.send_message(build_message(row, settings.mail_from))
+                message = build_message(row, settings.mail_from)
+            except TemplateError as exc:  # the same row would fail the same way again
+                record_failure(row, f"cannot render email/{row.template}: {type(exc).__name__}: {exc}", permanent=True)
+                continue
+            try:
+                conn.send_message(message)
             except smtplib.SMTPServerDisconnected as exc:
                 release(rows[index:], f"SMTP disconnected: {exc}")
                 return sent, datetime.now(timezone.utc) + CONNECTION_RETRY

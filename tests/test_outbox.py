@@ -46,6 +46,28 @@ def test_delivery_sends_text_html_reply_to_and_row_message_id(mail):
     assert {p.get_content_type() for p in msg.walk()} >= {"text/plain", "text/html"}
 
 
+def test_the_row_is_rendered_when_it_is_delivered_and_escaped_in_html(mail):
+    with session_scope() as s:
+        queue_email(s, key="w", kind="welcome", to="ana@example.com", template="welcome", context={"name": "Ana <b>"})
+    [row] = rows()
+    assert (row.template, row.context) == ("welcome", {"name": "Ana <b>"})  # nothing rendered yet
+    delivery.deliver_rows(delivery.claim_batch("t1"))
+    [msg] = mail.messages()
+    text, html = (msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content())
+    assert "Ana <b>" in text and "Ana &lt;b&gt;" in html and msg["Subject"] == row.subject
+
+
+def test_a_row_that_cannot_render_fails_at_once_and_the_rest_are_sent(mail):
+    with session_scope() as s:
+        queue_email(s, key="broken", kind="welcome", to="a@example.com", template="card_expiring", context={})
+    queue("fine")
+    assert delivery.deliver_rows(delivery.claim_batch("t1")) == (1, None)
+    broken, fine = rows()
+    assert (broken.status, broken.attempts) == ("failed", 1) and "cannot render email/card_expiring" in broken.last_error
+    assert fine.status == "sent" and len(mail.messages()) == 1
+    assert broken.subject.startswith("[cannot render")
+
+
 def test_attachments_are_sent(mail):
     queue("report:1", attachments=[{"filename": "summary.csv", "content_type": "text/csv", "content": "a,b\n1,2\n"}])
     delivery.deliver_rows(delivery.claim_batch("t1"))

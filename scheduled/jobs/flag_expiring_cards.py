@@ -4,15 +4,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, DateTime, Select, String, and_, any_, cast, exists, func, literal, select, tuple_, update
+from sqlalchemy import Date, DateTime, FromClause, Insert, Select, String, any_, cast, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from billing.expiry import expiring_clause
 from billing.models import Card
 from saas.db import utcnow
 from saas.models import User
-from saas.outbox import OutboxMessage
-from saas.outbox import queue_batch
+from saas.outbox import json_object, mark_outbox_dirty, queue_from
 from scheduled.ledger import RunContext
 from scheduled.models import JobRun
 
@@ -101,8 +100,10 @@ def _recheck(session: Session, ctx: RunContext, expiring) -> None:
         candidates = session.execute(select(*BY_CHANGE).where(Card.id == any_(func.array(pick.scalar_subquery())))).all()
         if not candidates:
             return
-        rows = _to_warn(session, Card.id.in_([c.id for c in candidates]))
-        emails = _warn(session, ctx, rows)
+        queued = _queue_warnings(ctx, Card.__table__, Card.id.in_([c.id for c in candidates])).cte("queued")
+        emails = session.execute(select(func.count()).select_from(queued)).scalar_one()
+        if emails:
+            mark_outbox_dirty(session)
         ctx.batch_done(session, name="recheck_cursor", cursor=_encode(max(tuple(c) for c in candidates)),
                        scanned=len(candidates), emails=emails)
 
@@ -117,44 +118,30 @@ def _flag(session: Session, ctx: RunContext, expiring) -> None:
             .returning(Card.id, Card.brand, Card.last4, Card.exp_month, Card.exp_year, Card.expires_on, Card.user_id)
             .cte("flagged")
         )
-        # The flag, and for each card flagged now whether its owner still needs the email (the same
-        # card may have been warned for this expiry before, then unflagged and flagged again).
-        rows = session.execute(
-            select(flagged, User.email, User.name,
-                   and_(User.purged_at.is_(None), ~_warned(flagged.c)).label("warn"))
-            .join(User, User.id == flagged.c.user_id)
-        ).all()
+        # One statement: the flag, and the emails of the cards flagged now (none where this expiry's
+        # email exists: the card may have been warned, unflagged and flagged again).
+        queued = _queue_warnings(ctx, flagged).cte("queued")
+        rows = session.execute(select(flagged.c.id, flagged.c.expires_on,
+                                      select(func.count()).select_from(queued).scalar_subquery().label("emails"))).all()
         if not rows:
             return
-        emails = _warn(session, ctx, [r for r in rows if r.warn])
+        emails = rows[0].emails
+        if emails:
+            mark_outbox_dirty(session)
         if ctx.dry_run:
             ctx.note("would_flag_or_clear", sorted(r.id for r in rows))
         ctx.batch_done(session, name="flag_cursor", cursor=_encode(max((r.expires_on, r.id) for r in rows)),
                        scanned=len(rows), changed=len(rows), emails=emails)
 
 
-def _warned(card) -> ColumnElement[bool]:
-    """The card (the Card entity or a row source with its columns) has its email for this expiry."""
-    key = (literal(f"{KIND}:") + cast(card.id, String) + ":" + cast(card.exp_year, String)
-           + "-" + func.lpad(cast(card.exp_month, String), 2, "0"))
-    return exists().where(OutboxMessage.idempotency_key == key)
-
-
-def _to_warn(session: Session, *where) -> list[Any]:
-    """The cards among `where` whose active owner has no email for this card's expiry yet."""
-    return session.execute(
-        select(Card.id, Card.brand, Card.last4, Card.exp_month, Card.exp_year, Card.expires_on,
-               User.id.label("user_id"), User.email, User.name)
-        .join(User, User.id == Card.user_id)
-        .where(*where, User.purged_at.is_(None), ~_warned(Card))
-    ).all()
-
-
-def _warn(session: Session, ctx: RunContext, rows: list[Any]) -> int:
-    update_url = f"{ctx.settings.app_url}/billing/card"  # billing.update_card
-    return queue_batch(session, kind=KIND, template="card_expiring", rows=[{
-        "key": f"{KIND}:{r.id}:{r.exp_year}-{r.exp_month:02d}", "to": r.email, "user_id": r.user_id,
-        "context": {"name": r.name, "brand": r.brand, "last4": r.last4, "exp_month": r.exp_month,
-                    "exp_year": r.exp_year, "expires_on": r.expires_on.isoformat(),
-                    "update_url": update_url},
-    } for r in rows])
+def _queue_warnings(ctx: RunContext, cards: FromClause, *where) -> Insert:
+    """Queue the card-expiring email of each card in `cards` (a table or a CTE with the cards'
+    columns) whose owner is not purged; an email that exists for the card's expiry is kept."""
+    c = cards.c
+    key = (literal(f"{KIND}:") + cast(c.id, String) + ":" + cast(c.exp_year, String)
+           + "-" + func.lpad(cast(c.exp_month, String), 2, "0"))
+    context = json_object(name=User.name, brand=c.brand, last4=c.last4, exp_month=c.exp_month,
+                          exp_year=c.exp_year, expires_on=c.expires_on,
+                          update_url=literal(f"{ctx.settings.app_url}/billing/card"))  # billing.update_card
+    return queue_from(KIND, "card_expiring", select(key, User.email, User.id, context)
+                      .join_from(cards, User, User.id == c.user_id).where(*where, User.purged_at.is_(None)))

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing.models import Card, Invoice, Subscription
 from saas.models import AuditLog, User
-from saas.outbox import OutboxMessage
+from saas.outbox import PRERENDERED, OutboxMessage
 from scheduled.ledger import RunContext
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,8 @@ ACTOR = "job:purge-dormant-accounts"
 PROTECTING_SUBSCRIPTIONS = ("active", "trialing", "past_due")
 UNPAID_INVOICES = ("open", "uncollectible")
 DELETE_CUSTOMER_TASK = "billing.tasks.delete_stripe_customer"
+# What a purged account's emails become (sent ones stay listed, without their contents).
+REMOVED = {"subject": "[removed]", "text": "[removed: account purged]", "html": "<p>[removed: account purged]</p>"}
 
 
 def _protecting_subscription() -> tuple[ColumnElement[bool], ...]:
@@ -95,8 +97,7 @@ def purge_ids(session: Session, ids: list[int], actor: str, now: datetime) -> li
     tombstone = literal("purged-") + cast(OutboxMessage.user_id, String) + "@invalid"
     session.execute(
         update(OutboxMessage).where(OutboxMessage.user_id.in_(ids))
-        .values(to_addr=tombstone, reply_to=None, subject="[removed]", text_body="[removed: account purged]",
-                html_body="<p>[removed: account purged]</p>", attachments=[],
+        .values(to_addr=tombstone, reply_to=None, template=PRERENDERED, context=REMOVED, attachments=[],
                 status=case((OutboxMessage.status.in_(("pending", "sending")), literal("failed")),
                             else_=OutboxMessage.status),
                 last_error=case((OutboxMessage.status.in_(("pending", "sending")), literal("account purged")),

@@ -1,13 +1,13 @@
 """remind-inactive-users: warn subscribers inactive for INACTIVE_AFTER_MONTHS and queue them for review."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from sqlalchemy import any_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Date, String, any_, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from saas.models import User
-from saas.outbox import queue_batch
+from saas.outbox import json_object, mark_outbox_dirty, queue_from
 from scheduled.ledger import RunContext
 
 KIND = "inactive-warning"
@@ -24,12 +24,16 @@ def inactivity_cutoff(session: Session, ctx: RunContext) -> datetime:
     ).scalar_one()
 
 
-def warning_key(user_id: int, last_seen_at: datetime) -> str:
-    return f"{KIND}:{user_id}:{last_seen_at.astimezone(timezone.utc).isoformat()}"
+def warning_key(user_id, last_seen_at) -> ColumnElement[str]:
+    """inactive-warning:<user id>:<last seen, UTC, ISO 8601 with microseconds>, in SQL: one email
+    per user and absence."""
+    seen = func.to_char(func.timezone("UTC", last_seen_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    return literal(f"{KIND}:") + cast(user_id, String) + ":" + seen
 
 
 def remind_inactive_users(session: Session, ctx: RunContext) -> None:
-    """Batches of one UPDATE ... RETURNING (warned, purge due) plus their emails, committed together."""
+    """Batches of one statement (UPDATE ... RETURNING the warned users, INSERT their emails),
+    committed with the run's cursor."""
     settings = ctx.settings
     cutoff = ctx.details.get("cutoff")
     cutoff = datetime.fromisoformat(cutoff) if cutoff else inactivity_cutoff(session, ctx)
@@ -40,7 +44,7 @@ def remind_inactive_users(session: Session, ctx: RunContext) -> None:
            or_(User.inactive_warned_at.is_(None), User.inactive_warned_at < User.last_seen_at))
     while True:
         batch = select(User.id).where(User.id > ctx.cursor(), *due).order_by(User.id).limit(ctx.batch_size)
-        warned = session.execute(
+        warned = (
             update(User)
             # The conditions again: PostgreSQL re-checks them if a sign-in raced the batch.
             # = ANY(ARRAY(...)): the batch's ids become a list to look up, where IN (subquery)
@@ -48,17 +52,20 @@ def remind_inactive_users(session: Session, ctx: RunContext) -> None:
             .where(User.id == any_(func.array(batch.scalar_subquery())), *due)
             .values(inactive_warned_at=ctx.now, purge_due_at=purge_due_at, purge_approved_at=None)
             .returning(User.id, User.email, User.name, User.last_seen_at)
-            .execution_options(synchronize_session=False)
-        ).all()
-        if not warned:
+            .cte("warned")
+        )
+        w = warned.c
+        context = json_object(name=w.name, last_seen_on=cast(func.timezone(settings.app_timezone, w.last_seen_at), Date),
+                              purge_on=literal(purge_due_at.astimezone(ctx.tz).date().isoformat()),
+                              login_url=literal(f"{settings.app_url}/login"))
+        queued = queue_from(KIND, "inactive_warning",
+                            select(warning_key(w.id, w.last_seen_at), w.email, w.id, context)).cte("queued")
+        rows = session.execute(select(w.id, select(func.count()).select_from(queued).scalar_subquery().label("emails"))).all()
+        if not rows:
             return
-        due_local = purge_due_at.astimezone(ctx.tz)
-        emails = queue_batch(session, kind=KIND, template="inactive_warning", rows=[{
-            "key": warning_key(r.id, r.last_seen_at), "to": r.email, "user_id": r.id,
-            "context": {"name": r.name, "last_seen_on": r.last_seen_at.astimezone(ctx.tz).date().isoformat(),
-                        "purge_on": due_local.date().isoformat(), "login_url": f"{settings.app_url}/login"},
-        } for r in warned])
+        emails = rows[0].emails
+        if emails:
+            mark_outbox_dirty(session)
         if ctx.dry_run:
-            ctx.note("would_warn", sorted(r.id for r in warned))
-        ctx.batch_done(session, cursor=max(r.id for r in warned), scanned=len(warned),
-                       changed=len(warned), emails=emails)
+            ctx.note("would_warn", sorted(r.id for r in rows))
+        ctx.batch_done(session, cursor=max(r.id for r in rows), scanned=len(rows), changed=len(rows), emails=emails)

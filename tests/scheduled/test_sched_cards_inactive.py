@@ -65,7 +65,7 @@ def test_flag_and_clear_and_one_email_per_card_per_expiry(make_user, card, ctx, 
         from saas.settings import get_settings
 
         link = f"{get_settings().app_url}/billing/card"
-        assert row.to_addr == "ana@example.com" and link in row.text_body
+        assert row.to_addr == "ana@example.com" and link in row.render().text
 
 
 def test_flag_never_emails_purged_users(make_user, card, ctx, session, outbox_keys):
@@ -103,6 +103,6 @@ def test_remind_once_per_activity_only_subscribers(make_user, ctx, session, outb
     now = utc(2025, 5, 10, 0, 0, 5)
     remind_inactive_users(session, ctx("remind-inactive-users", utc(2025, 5, 10), now=now))
     remind_inactive_users(session, ctx("remind-inactive-users", utc(2025, 5, 11), now=now))
-    assert outbox_keys() == [f"inactive-warning:{carla.id}:{seen.isoformat()}"]
+    assert outbox_keys() == [f"inactive-warning:{carla.id}:{seen.isoformat(timespec='microseconds')}"]
     user = session.get(User, carla.id)
     assert user.inactive_warned_at == now and user.purge_due_at == utc(2025, 6, 9, 0, 0, 5)

@@ -38,7 +38,7 @@ def test_finance_figures_daily_and_monthly(make_user, subscription, invoice, car
     invoice(a.id, status="paid", amount_cents=900, paid_at=utc(2025, 5, 31, 9))  # never failed: not a recovery
     card(a.id, 6, 2025)  # works to June 30: within 30 days of June 1
     add(OutboxMessage, idempotency_key="inactive-warning:x", kind="inactive-warning", to_addr="x@example.com",
-        subject="s", text_body="t", html_body="h", created_at=utc(2025, 5, 31, 1), status="sent")
+        template="inactive_warning", context={}, created_at=utc(2025, 5, 31, 1), status="sent")
     add(AuditLog, at=utc(2025, 5, 20), actor="job:purge-dormant-accounts", action="account.purged",
         subject_type="user", subject_id="99")
     make_user(purge_due_at=utc(2025, 6, 20), inactive_warned_at=utc(2025, 5, 21))

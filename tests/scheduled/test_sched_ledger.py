@@ -57,7 +57,7 @@ def test_killed_run_is_taken_over_and_sends_every_email_once(make_user, monkeypa
     assert run_job("remind-inactive-users", SLOT, now=SLOT + timedelta(minutes=5)) is None
     run = run_job("remind-inactive-users", SLOT, now=SLOT + ledger.STALE_AFTER + timedelta(minutes=1))
     assert (run.status, run.attempts, run.scanned, run.emails_queued) == ("succeeded", 2, 8, 8)
-    assert sorted(outbox_keys()) == sorted(f"inactive-warning:{u.id}:{seen.isoformat()}" for u in users)
+    assert sorted(outbox_keys()) == sorted(f"inactive-warning:{u.id}:{seen.isoformat(timespec='microseconds')}" for u in users)
     assert run_job("remind-inactive-users", SLOT, now=SLOT + timedelta(hours=2)) is None
 
 

@@ -113,3 +113,23 @@ def test_purge_user_for_the_admin_action(make_user, session, sent_tasks):
     assert sent_tasks == [("billing.tasks.delete_stripe_customer", ["cus_x"])]
     assert session.scalars(select(AuditLog.actor)).one() == "admin:7"
     assert purge_user(session, user.id, "admin:7", NOW) is False  # already purged
+
+
+def test_purge_removes_the_contents_of_the_accounts_emails(make_user, ctx, session, sent_tasks):
+    from saas.outbox import OutboxMessage, queue_email
+
+    dario = make_user(email="dario@example.com", name="Dario", **DORMANT)
+    with session_scope() as s:
+        for key, status in (("sent", "sent"), ("waiting", "pending")):
+            queue_email(s, key=key, kind="inactive-warning", to="dario@example.com", template="inactive_warning",
+                        user_id=dario.id, context={"name": "Dario", "last_seen_on": "2024-10-01",
+                                                   "purge_on": "2025-05-02", "login_url": "https://x/login"})
+            s.execute(OutboxMessage.__table__.update().where(OutboxMessage.idempotency_key == key).values(status=status))
+    purge_dormant_accounts(session, ctx("purge-dormant-accounts", NOW))
+    with session_scope() as s:
+        rows = {r.idempotency_key: r for r in s.scalars(select(OutboxMessage))}
+        for row in rows.values():
+            email = row.render()
+            assert row.to_addr == f"purged-{dario.id}@invalid" and "dario" not in str(row.context).lower()
+            assert (email.subject, email.text) == ("[removed]", "[removed: account purged]")
+        assert (rows["sent"].status, rows["waiting"].status, rows["waiting"].last_error) == ("sent", "failed", "account purged")

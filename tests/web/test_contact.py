@@ -27,7 +27,7 @@ def test_post_writes_outbox_row_and_redirects_with_flash(client):
     assert response.status_code == 302 and response.location.endswith("/contact")
     [row] = outbox_rows()
     assert row.kind == "contact" and row.reply_to == "vera@example.org" and row.to_addr == "admin@example.com"
-    assert row.subject == "Contact form: Invoices" and "Can I get my invoices as PDF" in row.text_body
+    assert row.subject == "Contact form: Invoices" and "Can I get my invoices as PDF" in row.render().text
     assert row.status == "pending"
     assert "your message is on its way" in client.get(response.location).get_data(as_text=True)
 

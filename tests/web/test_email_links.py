@@ -20,7 +20,7 @@ def test_card_expiring_email_links_to_the_update_card_page(app, make_user):
                    exp_month=today.month, exp_year=today.year))
     run_job("flag-expiring-cards", now=datetime.now(timezone.utc))
     with session_scope() as s:
-        body = s.scalar(select(OutboxMessage.text_body).where(OutboxMessage.kind == "card-expiring"))
+        body = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "card-expiring")).one().render().text
     [link] = re.findall(r"https?://\S+", body)
     with app.test_request_context():
         from flask import url_for
