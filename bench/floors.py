@@ -1,8 +1,8 @@
 """The floor of each nightly job: the bare SQL statements that produce the same effects.
 
 Written as a DBA would, one transaction per job, no ledger, no batching, no Python per row:
-the outbox rows are built by format() in SQL (the same row count and a body of similar length,
-not the Jinja templates). The Stripe-deletion tasks the purge enqueues are left out.
+the outbox rows (template name and JSON context, as the jobs write them) are built by
+jsonb_build_object() in SQL. The Stripe-deletion tasks the purge enqueues are left out.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ FLAG = [
     """WITH flagged AS (
          UPDATE cards c SET is_expiring = true FROM users u
          WHERE u.id = c.user_id AND NOT c.is_expiring AND c.is_default AND c.expires_on < %(horizon)s
-         RETURNING c.id, c.brand, c.last4, c.exp_month, c.exp_year, c.user_id, u.email, u.name, u.purged_at)
-       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, subject, text_body, html_body, attachments,
+         RETURNING c.id, c.brand, c.last4, c.exp_month, c.exp_year, c.expires_on, c.user_id, u.email, u.name,
+                   u.purged_at)
+       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, template, context, attachments,
                            status, attempts, created_at, next_attempt_at)
        SELECT 'card-expiring:' || id || ':' || exp_year || '-' || lpad(exp_month::text, 2, '0'), 'card-expiring',
-              user_id, email,
-              format('Your %%s ending %%s expires %%s/%%s', initcap(brand), last4, lpad(exp_month::text, 2, '0'), exp_year),
-              format(%(text)s, name, initcap(brand), last4, exp_month, exp_year),
-              format(%(html)s, name, initcap(brand), last4, exp_month, exp_year),
+              user_id, email, 'card_expiring',
+              jsonb_build_object('name', name, 'brand', brand, 'last4', last4, 'exp_month', exp_month,
+                                 'exp_year', exp_year, 'expires_on', expires_on, 'update_url', %(update_url)s::text),
               '[]', 'pending', 0, now(), now()
        FROM flagged WHERE purged_at IS NULL
        ON CONFLICT (idempotency_key) DO NOTHING""",
@@ -32,12 +32,11 @@ REMIND = [
          WHERE role = 'subscriber' AND purged_at IS NULL AND purge_exempt_reason IS NULL
            AND last_seen_at < %(cutoff)s AND (inactive_warned_at IS NULL OR inactive_warned_at < last_seen_at)
          RETURNING id, email, name, last_seen_at)
-       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, subject, text_body, html_body, attachments,
+       INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, template, context, attachments,
                            status, attempts, created_at, next_attempt_at)
-       SELECT 'inactive-warning:' || id || ':' || last_seen_at, 'inactive-warning', id, email,
-              'Your account will be deleted unless you sign in',
-              format(%(text)s, name, last_seen_at::date, (now() + interval '30 days')::date),
-              format(%(html)s, name, last_seen_at::date, (now() + interval '30 days')::date),
+       SELECT 'inactive-warning:' || id || ':' || to_char(last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), 'inactive-warning', id, email, 'inactive_warning',
+              jsonb_build_object('name', name, 'last_seen_on', last_seen_at::date,
+                                 'purge_on', (now() + interval '30 days')::date, 'login_url', %(login_url)s::text),
               '[]', 'pending', 0, now(), now()
        FROM warned ON CONFLICT (idempotency_key) DO NOTHING""",
 ]
@@ -59,8 +58,8 @@ PURGE = [
        FROM users u JOIN purge_ids p USING (id)""",
     "UPDATE invoices SET customer_email = NULL, customer_name = NULL WHERE user_id IN (SELECT id FROM purge_ids)",
     "DELETE FROM cards WHERE user_id IN (SELECT id FROM purge_ids)",
-    """UPDATE outbox SET to_addr = 'purged-' || user_id || '@invalid', reply_to = NULL, subject = '[removed]',
-              text_body = '[removed]', html_body = '[removed]', attachments = '[]',
+    """UPDATE outbox SET to_addr = 'purged-' || user_id || '@invalid', reply_to = NULL, template = '_prerendered',
+              context = '{"subject": "[removed]", "text": "[removed]", "html": "[removed]"}', attachments = '[]',
               status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END
        WHERE user_id IN (SELECT id FROM purge_ids)""",
     """UPDATE users SET name = '', email = 'purged-' || id || '@invalid', password_hash = NULL,
@@ -97,23 +96,15 @@ FINANCE = [
        summary AS (INSERT INTO finance_summaries (period, period_start, period_end, figures, csv, created_at)
                    SELECT 'daily', %(first)s, %(first)s, f, f::text, now() FROM figures
                    ON CONFLICT DO NOTHING RETURNING figures)
-       INSERT INTO outbox (idempotency_key, kind, to_addr, subject, text_body, html_body, attachments,
+       INSERT INTO outbox (idempotency_key, kind, to_addr, template, context, attachments,
                            status, attempts, created_at, next_attempt_at)
-       SELECT 'finance-summary:daily:' || %(first)s, 'finance-summary', 'finance@example.com', 'Finance summary',
-              figures::text, figures::text,
+       SELECT 'finance-summary:daily:' || %(first)s, 'finance-summary', 'finance@example.com', 'finance_summary',
+              jsonb_build_object('period', 'daily', 'figures', figures),
               jsonb_build_array(jsonb_build_object('filename', 'summary.csv', 'content_type', 'text/csv',
                                                    'content', figures::text)),
               'pending', 0, now(), now()
        FROM summary ON CONFLICT (idempotency_key) DO NOTHING""",
 ]
-
-TEXT = ("Hello %s,\n\nYour %s card ending %s expires %s/%s. After that day we cannot charge it and your "
-        "subscription stops. Update it in a minute from your account page.\n\nThank you.\n")
-HTML = ("<p>Hello %s,</p><p>Your %s card ending %s expires %s/%s. After that day we cannot charge it and your "
-        "subscription stops.</p><p><a href=\"https://example.com/billing/card/update\">Update your card</a></p>")
-REMIND_TEXT = ("Hello %s,\n\nWe have not seen you since %s. Your account and its data will be deleted on %s "
-               "unless you sign in before then.\n")
-REMIND_HTML = "<p>Hello %s,</p><p>We have not seen you since %s. Your account will be deleted on %s unless you sign in.</p>"
 
 STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
               "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
@@ -135,17 +126,19 @@ def params(today, settings) -> dict:
     return {"horizon": expiring_horizon(today, settings.card_expiring_days), "cutoff": cutoff,
             "today": today, "first": yesterday,
             "start": datetime.combine(yesterday, dtime(0), tz), "end": datetime.combine(today, dtime(0), tz),
-            "text": TEXT, "html": HTML}
+            "update_url": f"{settings.app_url}/billing/card", "login_url": f"{settings.app_url}/login"}
 
 
 def run_floor(database_url: str, job: str, values: dict) -> float:
-    """Run the job's statements in one transaction; returns seconds."""
+    """Run the job's statements in one transaction; returns seconds. Warm like the job: connected,
+    and after a first pass over the same statements that is rolled back."""
     import psycopg
 
     vals = dict(values)
-    if job == "remind-inactive-users":
-        vals.update(text=REMIND_TEXT, html=REMIND_HTML)
     with psycopg.connect(database_url) as conn:
+        with conn.transaction(force_rollback=True):
+            for statement in STATEMENTS[job]:
+                conn.execute(statement, vals)
         start = time.perf_counter()
         with conn.transaction():
             for statement in STATEMENTS[job]:
