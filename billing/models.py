@@ -55,6 +55,9 @@ class Subscription(Base):
         CheckConstraint("interval IN ('month', 'year')", name="interval"),
         Index("ix_subscriptions_user_id", "user_id"),
         Index("ix_subscriptions_status", "status"),
+        # The finance summary's flows of a day: subscriptions started or cancelled in a period.
+        Index("ix_subscriptions_created_at", "created_at"),
+        Index("ix_subscriptions_canceled_at", "canceled_at", postgresql_where="canceled_at IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -100,6 +103,9 @@ class Invoice(Base):
         CheckConstraint(f"status IN {INVOICE_STATUSES}", name="status"),
         Index("ix_invoices_user_id", "user_id"),
         Index("ix_invoices_status", "status"),
+        # The finance summary's flows of a day: payments failed, and failed payments recovered.
+        Index("ix_invoices_first_failed_at", "first_failed_at", postgresql_where="first_failed_at IS NOT NULL"),
+        Index("ix_invoices_recovered_paid_at", "paid_at", postgresql_where="first_failed_at IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
