@@ -72,6 +72,28 @@ def test_second_quick_post_gets_429_page_saying_when(client):
     assert len(outbox_rows()) == 1
 
 
+def test_429_as_json_carries_retry_after(client):
+    assert client.post("/contact", data=GOOD).status_code == 302
+    response = client.post("/contact", data={**GOOD, "submission": "tok-2"}, headers={"Accept": "application/json"})
+    assert response.status_code == 429 and response.json["retry_after"] >= 1
+    assert 1 <= int(response.headers["Retry-After"]) <= 11
+
+
+def test_a_post_costs_the_limiter_two_redis_commands_and_no_headers(client, sent, monkeypatch):
+    """The limit's check (GET) and its deduction on success (the INCR script); no X-RateLimit-*
+    headers, which would cost two more (GET and TTL of the window) on every request."""
+    import redis
+
+    commands = []
+    real = redis.Redis.execute_command
+    monkeypatch.setattr(redis.Redis, "execute_command",
+                        lambda self, *args, **kw: commands.append(args[0]) or real(self, *args, **kw))
+    response = client.post("/contact", data=GOOD)
+    assert response.status_code == 302 and len(sent) == 1
+    assert commands == ["GET", "EVALSHA"]
+    assert not [name for name in response.headers.keys() if name.lower().startswith("x-ratelimit")]
+
+
 def test_limit_is_per_ip_for_visitors(app):
     one, two = app.test_client(), app.test_client()
     assert one.post("/contact", data=GOOD, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 302
