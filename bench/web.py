@@ -1,6 +1,6 @@
 """Parts 3 and 5: the request path under wrk load, and the dashboard while the nightly jobs run.
 
-gunicorn (2 sync workers) on loopback serves bench.webapp; wrk (one thread, a few connections)
+gunicorn (2 workers x 4 threads, as in production) on loopback serves bench.webapp; wrk (one thread, a few connections)
 loads it from a second process. Medians over --repeat runs of --duration seconds each.
 """
 from __future__ import annotations
@@ -64,8 +64,13 @@ def run_wrk(url: str, duration: int, connections: int, script: str | None = None
     return parse_wrk(out.stdout)
 
 
+# The production web command's options (docs/operations.md): 2 workers of 4 threads each. Both
+# the app and the floor run with them, so the ratio compares the request paths, not the servers.
+WORKER_ARGS = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+
+
 class Gunicorn:
-    """gunicorn with 2 sync workers on a free loopback port."""
+    """gunicorn on a free loopback port, with the production worker options (WORKER_ARGS)."""
 
     def __init__(self, app: str, workdir) -> None:
         from saas.embedded import free_port
@@ -73,7 +78,7 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
+            [sys.executable, "-m", "gunicorn", *WORKER_ARGS, "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
              "--error-logfile", str(workdir / "gunicorn.log"), app],
             env=os.environ.copy(), stdout=subprocess.DEVNULL)
 
@@ -162,7 +167,7 @@ def bench_web(harness, report: Report, args, web: bool, traffic: bool) -> None:
 
 
 def _bench_requests(harness, report: Report, duration: int, repeat: int) -> None:
-    report.section(f"Request path: gunicorn -w 2, wrk -t1 -c4 for {duration}s per run")
+    report.section(f"Request path: gunicorn {' '.join(WORKER_ARGS)}, wrk -t1 -c4 for {duration}s per run")
     url = harness.fresh_copy()
     cookie, queries, banner = session_cookie(dashboard_user(url))
     report.add("web.dashboard.queries", "queries", queries)
