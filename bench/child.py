@@ -21,9 +21,8 @@ def _status_mb(field: str) -> float:
 
 
 def warm_up(name: str) -> None:
-    """What a Celery worker has when a nightly task arrives: the database pool, the broker and
-    result backend connections (it has published before), and the job's statements compiled by
-    an earlier night. The earlier
+    """What a Celery worker has when a nightly task arrives: the database pool, the broker
+    connection (it has published before), and the job's statements compiled by an earlier night. The earlier
     night is a dry run of the job on the same data (it reads what the job reads and rolls its
     writes back), so PostgreSQL's caches are warm too; the floor gets the same treatment (a
     rolled-back pass before its timed one). `--cold` times a fresh process instead."""
@@ -36,7 +35,6 @@ def warm_up(name: str) -> None:
         conn.execute(text("SELECT 1"))
     with app.producer_or_acquire() as producer:
         producer.connection.ensure_connection()
-    app.backend  # noqa: B018  (a worker sets its result backend up when it starts)
     # A worker has published before (the outbox enqueues a delivery after every commit that
     # queues an email), so the broker's queue is already declared on its connection.
     from saas.outbox import DELIVER_TASK

@@ -97,14 +97,15 @@ def queue_email(
     Returns False when a row with the same idempotency key already exists (nothing is added).
     Delivery is enqueued after the transaction commits.
     """
+    table = OutboxMessage.__table__  # a Core insert: the ORM's bulk-insert path costs a request ~0.5 ms
     stmt = (
-        insert(OutboxMessage)
+        insert(table)
         .values(
             idempotency_key=key, kind=kind, to_addr=to, reply_to=reply_to, user_id=user_id,
             template=template, context=context, attachments=attachments or [],
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(OutboxMessage.id)
+        .returning(table.c.id)
     )
     added = session.execute(stmt).scalar_one_or_none() is not None
     if added:

@@ -17,8 +17,9 @@ def celery_config() -> dict:
     settings = get_settings()
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "result_expires": 24 * 3600,
+        # No result backend: nothing reads a task's return value (progress and outcomes live in
+        # PostgreSQL and Redis keys of our own), and without one a publish does not subscribe to
+        # a result channel (two Redis commands saved per enqueue, e.g. per contact form POST).
         "task_ignore_result": True,
         "task_serializer": "json",
         "result_serializer": "json",

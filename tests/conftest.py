@@ -176,7 +176,7 @@ def celery_worker(services):
 
     from scheduled.celery_app import app as celery_app
 
-    celery_app.conf.update(broker_url=services["redis_url"], result_backend=services["redis_url"])
+    celery_app.conf.update(broker_url=services["redis_url"])
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
                       shutdown_timeout=10, loglevel="WARNING") as worker:
         yield worker
