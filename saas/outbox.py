@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import TemplateError
-from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, ForeignKey, Index, Insert, Integer, Select, String, Text, event, func, literal, literal_column, select
+from sqlalchemy import CTE, BigInteger, CheckConstraint, ColumnElement, ForeignKey, Index, Insert, Integer, Select, String, Text, event, func, literal, literal_column, select
+from sqlalchemy.sql.selectable import ScalarSelect
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -120,8 +121,8 @@ def queue_from(kind: str, template: str, rows: Select) -> Insert:
     `rows` selects four columns, in this order: the idempotency key, the address, the user id and
     the template's context as JSONB (`json_object`), all built in SQL, so the emails of a batch
     never travel to Python and back. Execute the statement, or embed it as a CTE beside the
-    UPDATE that makes the emails due (one statement, one round trip); then call
-    mark_outbox_dirty(session) if it added rows.
+    UPDATE that makes the emails due (one statement, one round trip, `count_added` in its
+    SELECT); then pass the count to note_added(session, ...).
     """
     source = rows.subquery("queued_rows")
     table = OutboxMessage.__table__
@@ -136,6 +137,18 @@ def queue_from(kind: str, template: str, rows: Select) -> Insert:
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(table.c.id)
     )
+
+
+def count_added(queued: CTE) -> ScalarSelect[int]:
+    """How many rows a queue_from statement embedded as the CTE `queued` added, as a column."""
+    return select(func.count()).select_from(queued).scalar_subquery()
+
+
+def note_added(session: Session, added: int) -> int:
+    """Ask for delivery at commit if a set-based insert added rows; returns `added`."""
+    if added:
+        mark_outbox_dirty(session)
+    return added
 
 
 def json_object(**values: Any) -> ColumnElement[Any]:

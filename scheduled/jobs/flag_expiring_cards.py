@@ -11,7 +11,7 @@ from billing.expiry import expiring_clause
 from billing.models import Card
 from saas.db import utcnow
 from saas.models import User
-from saas.outbox import json_object, mark_outbox_dirty, queue_from
+from saas.outbox import count_added, json_object, note_added, queue_from
 from scheduled.ledger import RunContext
 from scheduled.models import JobRun
 
@@ -101,9 +101,7 @@ def _recheck(session: Session, ctx: RunContext, expiring) -> None:
         if not candidates:
             return
         queued = _queue_warnings(ctx, Card.__table__, Card.id.in_([c.id for c in candidates])).cte("queued")
-        emails = session.execute(select(func.count()).select_from(queued)).scalar_one()
-        if emails:
-            mark_outbox_dirty(session)
+        emails = note_added(session, session.execute(select(count_added(queued))).scalar_one())
         ctx.batch_done(session, name="recheck_cursor", cursor=_encode(max(tuple(c) for c in candidates)),
                        scanned=len(candidates), emails=emails)
 
@@ -121,13 +119,10 @@ def _flag(session: Session, ctx: RunContext, expiring) -> None:
         # One statement: the flag, and the emails of the cards flagged now (none where this expiry's
         # email exists: the card may have been warned, unflagged and flagged again).
         queued = _queue_warnings(ctx, flagged).cte("queued")
-        rows = session.execute(select(flagged.c.id, flagged.c.expires_on,
-                                      select(func.count()).select_from(queued).scalar_subquery().label("emails"))).all()
+        rows = session.execute(select(flagged.c.id, flagged.c.expires_on, count_added(queued).label("emails"))).all()
         if not rows:
             return
-        emails = rows[0].emails
-        if emails:
-            mark_outbox_dirty(session)
+        emails = note_added(session, rows[0].emails)
         if ctx.dry_run:
             ctx.note("would_flag_or_clear", sorted(r.id for r in rows))
         ctx.batch_done(session, name="flag_cursor", cursor=_encode(max((r.expires_on, r.id) for r in rows)),

@@ -7,7 +7,7 @@ from sqlalchemy import ColumnElement, Date, String, any_, cast, func, literal, o
 from sqlalchemy.orm import Session
 
 from saas.models import User
-from saas.outbox import json_object, mark_outbox_dirty, queue_from
+from saas.outbox import count_added, json_object, note_added, queue_from
 from scheduled.ledger import RunContext
 
 KIND = "inactive-warning"
@@ -60,12 +60,10 @@ def remind_inactive_users(session: Session, ctx: RunContext) -> None:
                               login_url=literal(f"{settings.app_url}/login"))
         queued = queue_from(KIND, "inactive_warning",
                             select(warning_key(w.id, w.last_seen_at), w.email, w.id, context)).cte("queued")
-        rows = session.execute(select(w.id, select(func.count()).select_from(queued).scalar_subquery().label("emails"))).all()
+        rows = session.execute(select(w.id, count_added(queued).label("emails"))).all()
         if not rows:
             return
-        emails = rows[0].emails
-        if emails:
-            mark_outbox_dirty(session)
+        emails = note_added(session, rows[0].emails)
         if ctx.dry_run:
             ctx.note("would_warn", sorted(r.id for r in rows))
         ctx.batch_done(session, cursor=max(r.id for r in rows), scanned=len(rows), changed=len(rows), emails=emails)
