@@ -13,9 +13,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 from sqlalchemy import CTE, BigInteger, CheckConstraint, ColumnElement, ForeignKey, Index, Insert, Integer, Select, String, Text, event, func, literal, literal_column, select
-from sqlalchemy.sql.selectable import ScalarSelect
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from saas.db import Base, utcnow
 from saas.mail import RenderedEmail, render_email, render_subject
