@@ -22,10 +22,10 @@ def _status_mb(field: str) -> float:
 
 def warm_up(name: str) -> None:
     """What a Celery worker has when a nightly task arrives: the database pool, the broker
-    connection (it has published before), and the job's statements compiled by an earlier night. The earlier
-    night is a dry run of the job on the same data (it reads what the job reads and rolls its
-    writes back), so PostgreSQL's caches are warm too; the floor gets the same treatment (a
-    rolled-back pass before its timed one). `--cold` times a fresh process instead."""
+    connection (it has published before), and the job's statements compiled by an earlier
+    night. The earlier night is a dry run of the job on the same data (it reads what the job
+    reads and rolls its writes back), so PostgreSQL's caches are warm too; the floor gets the
+    same treatment (a rolled-back pass before its timed one). `--cold` times a fresh process."""
     from sqlalchemy import text
 
     from saas.db import get_engine

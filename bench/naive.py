@@ -114,8 +114,8 @@ def run_naive(job: str, today, settings, sample: int = SAMPLE) -> tuple[float, f
             total = session.scalar(text("SELECT (SELECT count(*) FROM subscriptions) + (SELECT count(*) FROM "
                                         "mrr_movements) + (SELECT count(*) FROM invoices) + (SELECT count(*) FROM cards)"))
             sample_rows = session.scalar(text(
-                f"SELECT least(:n, (SELECT count(*) FROM subscriptions)) + least(:n, (SELECT count(*) FROM mrr_movements))"
-                f" + least(:n, (SELECT count(*) FROM invoices)) + least(:n, (SELECT count(*) FROM cards))"), {"n": sample})
+                "SELECT least(:n, (SELECT count(*) FROM subscriptions)) + least(:n, (SELECT count(*) FROM mrr_movements))"
+                " + least(:n, (SELECT count(*) FROM invoices)) + least(:n, (SELECT count(*) FROM cards))"), {"n": sample})
         start = time.perf_counter()
         loop(session, today, settings, sample)
         elapsed = time.perf_counter() - start
