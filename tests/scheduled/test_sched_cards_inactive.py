@@ -23,14 +23,17 @@ def flags() -> dict[int, bool]:
 
 @pytest.mark.parametrize("today, exp, expiring", [
     ((2025, 5, 2), (5, 2025), True),     # last day of the expiry month within the window
-    ((2025, 5, 1), (5, 2025), False),    # exactly 30 days: May 31 is not before May 31
+    ((2025, 5, 1), (5, 2025), True),     # exactly 30 days: the window counts May 31
+    ((2025, 4, 30), (5, 2025), False),   # 31 days
     ((2025, 5, 2), (6, 2025), False),    # works to June 30, > 30 days away
-    ((2025, 6, 1), (6, 2025), True),     # June 30 < July 1
-    ((2025, 5, 31), (6, 2025), False),   # exactly 30 days: June 30 is not before June 30
-    ((2024, 1, 31), (2, 2024), True),    # leap year: works to Feb 29, before Mar 1
-    ((2024, 1, 30), (2, 2024), False),   # Feb 29 is not before Feb 29
-    ((2025, 1, 29), (2, 2025), False),   # not a leap year: Feb 28 is not before Feb 28
-    ((2025, 1, 30), (2, 2025), True),
+    ((2025, 6, 1), (6, 2025), True),     # June 30 <= July 1
+    ((2025, 5, 31), (6, 2025), True),    # exactly 30 days: June 30 is the window's last day
+    ((2025, 5, 30), (6, 2025), False),
+    ((2024, 1, 31), (2, 2024), True),    # leap year: works to Feb 29
+    ((2024, 1, 30), (2, 2024), True),    # Feb 29 is 30 days away
+    ((2024, 1, 29), (2, 2024), False),
+    ((2025, 1, 29), (2, 2025), True),    # not a leap year: Feb 28 is 30 days away
+    ((2025, 1, 28), (2, 2025), False),
     ((2025, 6, 1), (1, 2025), True),     # already expired still needs replacing
 ])
 def test_flag_selection_edges(make_user, card, ctx, session, today, exp, expiring):
