@@ -1,107 +1,173 @@
-"""Demo billing data for the personas (cards, subscriptions, invoices).
+"""Demo billing data for the personas: cards, subscriptions and their paid history.
+
+Every date is relative to `now`, and one function (`subscription_story`) decides a persona's
+periods, invoices and cancellation, so the history is coherent on any day: monthly and yearly
+periods follow each other from the subscription's start (Stripe's anchor rule: the start's day
+of month, clamped to shorter months), one paid invoice per period that has begun, none after a
+cancellation, and a live subscription's current period contains `now`.
 
 When STRIPE_API_BASE points away from api.stripe.com (the emulator `saas dev` starts; settings allow
-that only with a test key) the customers, cards and subscriptions are created through the gateway, so
-their ids exist there and the demo's update-card and cancel flows work end to end. Otherwise (no
+that only with a test key) the customers and cards are created through the gateway and the same
+story is placed in the emulator (its fixtures endpoint, which emits no events), so the demo's
+update-card and cancel flows work end to end and the emulator agrees with our rows. Otherwise (no
 emulator, or real Stripe) deterministic ids are written and Stripe is never called from a seed.
 A persona that already has a Stripe customer id is left alone, which makes the seed idempotent.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+import requests
 from sqlalchemy.orm import Session
 
 from billing import gateway
 from billing.models import Card, Invoice, MrrMovement, Subscription
-from billing.plans import PLANS, monthly_cents
+from billing.plans import PLANS, Plan, monthly_cents
 from saas.models import User
-from saas.settings import get_settings
+from saas.settings import Settings
 
-# persona: (plan, card expiry as (months from today) or None, subscription status or None)
+
+@dataclass(frozen=True)
+class Persona:
+    """A persona's billing: plan, card expiry (months from now), subscription start and end (days ago)."""
+
+    plan: str | None = None
+    card_in_months: int | None = None
+    started_days_ago: int = 0
+    canceled_days_ago: int | None = None
+
+
 PERSONAS = {
-    "ana": ("pro", 0, "active"),          # expires this month: inside the warning window
-    "bruno": ("starter", 48, "active"),   # healthy for years
-    "carla": ("starter", 24, "canceled"),
-    "dario": (None, None, None),           # no subscription: nothing protects him from the purge
-    "elena": ("pro-yearly", 36, "active"),  # dormant but paying: protected
+    "ana": Persona("pro", 0, 95),                   # card expires this month: inside the warning window
+    "bruno": Persona("starter", 48, 95),            # healthy for years
+    "carla": Persona("starter", 24, 400, 220),      # cancelled long ago, then went quiet
+    "dario": Persona(),                             # no subscription: nothing protects him from the purge
+    "elena": Persona("pro-yearly", 36, 400),        # dormant but paying (renewed on her own): protected
 }
 
 
-def _at(day: date) -> datetime:
-    return datetime.combine(day, time(12, 0), tzinfo=timezone.utc)
+@dataclass(frozen=True)
+class Story:
+    """A subscription's history as of `now`: its periods (each billed by one paid invoice), status and end."""
+
+    plan: Plan
+    periods: list[tuple[datetime, datetime]]
+    status: str
+    canceled_at: datetime | None
+
+    @property
+    def started_at(self) -> datetime:
+        return self.periods[0][0]
+
+    @property
+    def current_period_end(self) -> datetime:
+        return self.periods[-1][1]
 
 
-def _months_ahead(today: date, months: int) -> tuple[int, int]:
-    index = today.month - 1 + months
-    return index % 12 + 1, today.year + index // 12
+def add_months(anchor: datetime, months: int) -> datetime:
+    """The anchor's day and time `months` later, clamped to the month's end (Jan 31 -> Feb 28 -> Mar 31)."""
+    index = anchor.month - 1 + months
+    year, month = anchor.year + index // 12, index % 12 + 1
+    return anchor.replace(year=year, month=month, day=min(anchor.day, calendar.monthrange(year, month)[1]))
 
 
-def _stripe_ids(user: User, plan_key: str | None, exp: tuple[int, int] | None, status: str | None) -> dict:
-    """Create the persona's objects in the emulator (idempotency keys make a rerun harmless)."""
-    ids = {"customer": gateway.create_customer(user.id, user.email, user.name)["id"], "pm": None, "sub": None}
-    if exp:
-        pm = gateway.create_card_payment_method("4242424242424242", exp[0], exp[1], f"seed-{user.id}")
-        gateway.attach_payment_method(pm["id"], ids["customer"])
-        gateway.set_default_payment_method(ids["customer"], pm["id"])
-        ids["pm"] = pm["id"]
-    if plan_key:
-        sub = gateway.create_subscription(ids["customer"], PLANS[plan_key].price_id, f"seed-{user.id}")
-        if status == "canceled":
-            gateway.cancel_subscription(sub["id"])
-        ids["sub"] = sub["id"]
-    return ids
+def card_expiry(now: datetime, months: int) -> tuple[int, int]:
+    """(month, year) `months` after now's month."""
+    index = now.month - 1 + months
+    return index % 12 + 1, now.year + index // 12
 
 
-def seed_billing(session: Session, today: date) -> None:
-    """Give each persona the billing state DESIGN.md describes. Idempotent; sends no mail."""
-    settings = get_settings()
-    via_gateway = not settings.stripe_api_base.startswith("https://api.stripe.com")
-    for local, (plan_key, exp_in, status) in PERSONAS.items():
-        user = session.scalar(select(User).where(User.email == f"{local}@example.com"))
+def subscription_story(persona: Persona, now: datetime) -> Story:
+    """Periods from the start until the one that contains now (or the cancellation), back to back."""
+    plan = PLANS[persona.plan]
+    step = 12 if plan.interval == "year" else 1
+    start = now - timedelta(days=persona.started_days_ago)
+    until = now - timedelta(days=persona.canceled_days_ago) if persona.canceled_days_ago is not None else now
+    periods = []
+    while not periods or periods[-1][1] <= until:
+        n = len(periods)
+        periods.append((add_months(start, n * step), add_months(start, (n + 1) * step)))
+    if persona.canceled_days_ago is not None:
+        return Story(plan, periods, "canceled", until)
+    return Story(plan, periods, "active", None)
+
+
+def seed_billing(session: Session, users: dict[str, User], now: datetime, settings: Settings) -> None:
+    """Give each persona (`users` by login) the billing state DESIGN.md describes. Idempotent; sends no mail."""
+    via_emulator = not settings.stripe_api_base.startswith("https://api.stripe.com")
+    stories = []
+    for local, persona in PERSONAS.items():
+        user = users.get(local)
         if user is None or user.stripe_customer_id:
             continue
-        exp = _months_ahead(today, exp_in) if exp_in is not None else None
-        if via_gateway:
-            ids = _stripe_ids(user, plan_key, exp, status)
+        exp = card_expiry(now, persona.card_in_months) if persona.card_in_months is not None else None
+        story = subscription_story(persona, now) if persona.plan else None
+        if via_emulator:
+            ids = _place_in_emulator(settings, user, exp, story)
         else:
-            ids = {"customer": f"cus_demo_{local}", "pm": exp and f"pm_demo_{local}", "sub": plan_key and f"sub_demo_{local}"}
+            ids = {"customer": f"cus_demo_{local}", "pm": exp and f"pm_demo_{local}",
+                   "sub": story and f"sub_demo_{local}", "invoices": None}
         user.stripe_customer_id = ids["customer"]
         if exp:
             # is_expiring stays for the nightly job to set: it sends the card-expiring email too.
             session.add(Card(user_id=user.id, stripe_payment_method_id=ids["pm"], brand="visa", last4="4242",
                              exp_month=exp[0], exp_year=exp[1], is_default=True))
-        if plan_key:
-            _seed_subscription(session, user, ids["sub"], plan_key, status, today)
+        if story:
+            stories.append((user, ids, story, _subscription(user, ids["sub"], story)))
+    session.add_all([sub for *_, sub in stories])
+    session.flush()
+    for user, ids, story, sub in stories:
+        _add_history(session, user, sub, story, ids["invoices"])
     session.flush()
 
 
-def _seed_subscription(session: Session, user: User, sub_id: str, plan_key: str, status: str, today: date) -> None:
-    """The subscription, its MRR history and a few paid invoices (ended ones: all paid, none open)."""
-    plan = PLANS[plan_key]
-    started = today - timedelta(days=400 if status == "canceled" else 95)
-    ended = today - timedelta(days=220) if status == "canceled" else None
-    period = timedelta(days=365 if plan.interval == "year" else 30)
-    sub = Subscription(user_id=user.id, stripe_subscription_id=sub_id, plan=plan.key, status=status,
-                       amount_cents=plan.amount_cents, currency=plan.currency, interval=plan.interval,
-                       current_period_end=_at(ended or today + timedelta(days=20)),
-                       canceled_at=_at(ended) if ended else None, created_at=_at(started))
-    session.add(sub)
-    session.flush()
+def _place_in_emulator(settings: Settings, user: User, exp: tuple[int, int] | None, story: Story | None) -> dict:
+    """The customer and card through the gateway; the subscription's past through the emulator's fixtures."""
+    ids = {"customer": gateway.create_customer(user.id, user.email, user.name)["id"], "pm": None, "sub": None,
+           "invoices": None}
+    if exp:
+        pm = gateway.create_card_payment_method("4242424242424242", exp[0], exp[1], f"seed-{user.id}")
+        gateway.attach_payment_method(pm["id"], ids["customer"])
+        gateway.set_default_payment_method(ids["customer"], pm["id"])
+        ids["pm"] = pm["id"]
+    if story:
+        fields = {"customer": ids["customer"], "price": story.plan.price_id}
+        if story.canceled_at:
+            fields["canceled_at"] = int(story.canceled_at.timestamp())
+        for i, (start, end) in enumerate(story.periods):
+            fields[f"periods[{i}][start]"] = int(start.timestamp())
+            fields[f"periods[{i}][end]"] = int(end.timestamp())
+        response = requests.post(f"{settings.stripe_api_base}/_emulator/fixtures/subscription", data=fields,
+                                 headers={"Authorization": f"Bearer {settings.stripe_secret_key}"}, timeout=10)
+        response.raise_for_status()
+        sub = response.json()
+        ids["sub"], ids["invoices"] = sub["id"], sub["invoice_ids"]
+    return ids
+
+
+def _subscription(user: User, sub_id: str, story: Story) -> Subscription:
+    plan = story.plan
+    return Subscription(user_id=user.id, stripe_subscription_id=sub_id, plan=plan.key, status=story.status,
+                        amount_cents=plan.amount_cents, currency=plan.currency, interval=plan.interval,
+                        current_period_end=story.current_period_end, canceled_at=story.canceled_at,
+                        created_at=story.started_at)
+
+
+def _add_history(session: Session, user: User, sub: Subscription, story: Story,
+                 invoice_ids: list[tuple[str, str]] | None) -> None:
+    """The subscription's MRR movements and one paid invoice per period."""
+    plan = story.plan
     mrr = monthly_cents(plan.amount_cents, plan.interval)
-    session.add(MrrMovement(subscription_id=sub.id, at=_at(started), kind="new", currency=plan.currency,
+    session.add(MrrMovement(subscription_id=sub.id, at=story.started_at, kind="new", currency=plan.currency,
                             mrr_before_cents=0, mrr_after_cents=mrr))
-    if ended:
-        session.add(MrrMovement(subscription_id=sub.id, at=_at(ended), kind="churn", currency=plan.currency,
+    if story.canceled_at:
+        session.add(MrrMovement(subscription_id=sub.id, at=story.canceled_at, kind="churn", currency=plan.currency,
                                 mrr_before_cents=mrr, mrr_after_cents=0))
-    start = started
-    for n in range(1, 4):
-        session.add(Invoice(user_id=user.id, subscription_id=sub.id, stripe_invoice_id=f"in_seed_{user.id}_{n}",
-                            number=f"SEED-{user.id:03d}-{n}", amount_cents=plan.amount_cents, currency=plan.currency,
-                            status="paid", period_start=_at(start), period_end=_at(start + period),
-                            paid_at=_at(start), customer_email=user.email, customer_name=user.name,
-                            created_at=_at(start)))
-        start += period
-        if plan.interval == "year":
-            break
+    for n, (start, end) in enumerate(story.periods, 1):
+        stripe_id, number = invoice_ids[n - 1] if invoice_ids else (f"in_seed_{user.id}_{n}", f"SEED-{user.id:03d}-{n}")
+        session.add(Invoice(user_id=user.id, subscription_id=sub.id, stripe_invoice_id=stripe_id, number=number,
+                            amount_cents=plan.amount_cents, currency=plan.currency, status="paid",
+                            period_start=start, period_end=end, paid_at=start, customer_email=user.email,
+                            customer_name=user.name, created_at=start))

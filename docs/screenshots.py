@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def prepare_data() -> None:
     from scheduled.runner import run_job
 
     upgrade()
-    seed_demo(date.today(), DEV_PASSWORD)
+    seed_demo(datetime.now(timezone.utc), DEV_PASSWORD)
     for job in ("flag-expiring-cards", "remind-inactive-users", "finance-summary"):
         run_job(job)
     with session_scope() as session:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import datetime, timezone
 
 import click
 from flask.cli import FlaskGroup
@@ -57,16 +57,20 @@ def seed_group() -> None:
 
 @seed_group.command("demo")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Date the personas' histories are relative to (default: today).")
+              help="Date the personas' histories are relative to, at the current time of day (default: now).")
 @click.option("--password", default=None, help="Set every persona's password (dev only).")
 def seed_demo(today, password: str | None) -> None:
     """Create the demo personas; running it again changes nothing."""
     from saas.seed import DEV_PASSWORD, seed_demo as run_seed
     from saas.settings import get_settings
 
-    if get_settings().is_production:
+    settings = get_settings()
+    if settings.is_production:
         raise click.UsageError("demo personas are for dev and test only (SAAS_ENV=production refuses them)")
-    created = run_seed(today.date() if today else date.today(), password or DEV_PASSWORD, reset_password=bool(password))
+    now = datetime.now(settings.tz)
+    if today:
+        now = datetime.combine(today.date(), now.timetz())
+    created = run_seed(now.astimezone(timezone.utc), password or DEV_PASSWORD, reset_password=bool(password))
     click.echo(f"Demo personas ready ({created} created).")
 
 

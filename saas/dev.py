@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
 from saas.embedded import MailSink, Service, die_with_parent, port_is_open, start_postgres, start_redis, wait_for
@@ -82,7 +82,8 @@ def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
 
         get_settings.cache_clear()
         upgrade()
-        if seed_demo(date.today()):
+        now = datetime.now(timezone.utc)
+        if seed_demo(now):
             _run_warning_jobs()
         saas = [sys.executable, "-m", "saas"]
         children.append(_spawn("web", saas + ["run", "--host", "127.0.0.1", "--port", str(web_port),
@@ -93,7 +94,7 @@ def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
                                    env, VAR / "log"))
             children.append(_spawn("beat", celery + ["beat", "--loglevel", "INFO"], env, VAR / "log"))
         wait_for(lambda: port_is_open(web_port), "web app", timeout=30, proc=children[-1 if not with_worker else -3].process)
-        _print_banner(env, web_port, [p["local"] for p in personas(date.today())], DEV_PASSWORD)
+        _print_banner(env, web_port, [p["local"] for p in personas(now)], DEV_PASSWORD)
         return _wait(children)
     except KeyboardInterrupt:
         return 0

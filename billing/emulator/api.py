@@ -208,6 +208,19 @@ def create_app(store: Store, account: Account) -> Flask:
         return {"object": "list", "url": "/v1/invoices", "has_more": len(rows) > limit,
                 "data": [public(i) for i in rows[:limit]]}
 
+    @app.post("/_emulator/fixtures/subscription")
+    @api
+    def place_subscription(p):
+        """A subscription with its paid past, placed without events (the demo seed's history)."""
+        try:
+            periods = [(int(x["start"]), int(x["end"])) for x in p.get("periods") or []]
+            canceled_at = int(p["canceled_at"]) if p.get("canceled_at") else None
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(400, "invalid_request_error", "periods[i][start], periods[i][end] and canceled_at "
+                           "must be Unix timestamps") from None
+        sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at)
+        return {**sub, "invoice_ids": sub["_invoices"]}
+
     @app.post("/_emulator/trigger")
     @api
     def trigger(p):

@@ -127,20 +127,52 @@ class Account:
                            decline_code="generic_decline")
         now = int(time.time())
         end = add_month(now, 12 if plan.interval == "year" else 1)
-        price = {"id": plan.price_id, "object": "price", "unit_amount": plan.amount_cents, "currency": plan.currency,
-                 "recurring": {"interval": plan.interval, "interval_count": 1}, "product": f"prod_{plan.key}"}
-        sub = self.store.add({
-            "id": self.store.new_id("sub"), "object": "subscription", "customer": customer_id,
-            "status": "active" if paid else "incomplete", "cancel_at_period_end": False, "canceled_at": None,
-            "currency": plan.currency, "default_payment_method": None, "metadata": {},
-            "current_period_start": now, "current_period_end": end,
-            "items": {"object": "list", "data": [{
-                "id": self.store.new_id("si"), "object": "subscription_item", "price": price, "quantity": 1,
-                "current_period_start": now, "current_period_end": end}]},
-        })
+        sub = self._new_subscription(customer_id, plan, "active" if paid else "incomplete", now, end)
         self.emit("customer.subscription.created", sub)
         invoice = self.new_invoice(sub, paid)
         sub["latest_invoice"] = invoice["id"]
+        return sub
+
+    def _new_subscription(self, customer_id: str, plan: Any, status: str, start: int, end: int) -> dict[str, Any]:
+        price = {"id": plan.price_id, "object": "price", "unit_amount": plan.amount_cents, "currency": plan.currency,
+                 "recurring": {"interval": plan.interval, "interval_count": 1}, "product": f"prod_{plan.key}"}
+        return self.store.add({
+            "id": self.store.new_id("sub"), "object": "subscription", "customer": customer_id,
+            "status": status, "cancel_at_period_end": False, "canceled_at": None,
+            "currency": plan.currency, "default_payment_method": None, "metadata": {},
+            "current_period_start": start, "current_period_end": end, "created": start, "start_date": start,
+            "items": {"object": "list", "data": [{
+                "id": self.store.new_id("si"), "object": "subscription_item", "price": price, "quantity": 1,
+                "current_period_start": start, "current_period_end": end}]},
+        })
+
+    def place_subscription(self, customer_id: str, price_id: str, periods: list[tuple[int, int]],
+                           canceled_at: int | None) -> dict[str, Any]:
+        """A subscription with a past, as a seed needs it: one paid invoice per period, the last period
+        current, cancelled at `canceled_at` if given. Nothing is emitted: this is history, not news."""
+        self.need(customer_id, "customer", "customers")
+        plan = next((p for p in PLANS.values() if p.price_id == price_id), None)
+        if plan is None or not periods or any(start >= end for start, end in periods) \
+                or any(a[1] != b[0] for a, b in zip(periods, periods[1:])):
+            raise ApiError(400, "invalid_request_error", "price must name a plan and periods must follow each other")
+        sub = self._new_subscription(customer_id, plan, "canceled" if canceled_at else "active", *periods[-1])
+        sub.update(created=periods[0][0], start_date=periods[0][0])
+        if canceled_at:
+            sub.update(canceled_at=canceled_at, ended_at=canceled_at)
+        customer = self.store.data["customers"][customer_id]
+        for start, end in periods:
+            invoice = self.store.add({
+                "id": self.store.new_id("in"), "object": "invoice", "customer": customer_id, "created": start,
+                "customer_email": customer.get("email"), "customer_name": customer.get("name"),
+                "number": f"EMU-{self.store.next_number('invoice'):05d}", "currency": plan.currency,
+                "amount_due": plan.amount_cents, "amount_paid": plan.amount_cents, "status": "paid",
+                "attempt_count": 1, "period_start": start, "period_end": end,
+                "status_transitions": {"paid_at": start, "finalized_at": start},
+                "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub["id"]}},
+                "subscription": sub["id"], "last_finalization_error": None,
+            })
+            sub["latest_invoice"] = invoice["id"]
+            sub.setdefault("_invoices", []).append([invoice["id"], invoice["number"]])
         return sub
 
     def new_invoice(self, sub: dict[str, Any], paid: bool) -> dict[str, Any]:

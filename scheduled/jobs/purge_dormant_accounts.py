@@ -63,7 +63,7 @@ def protection_reason(session: Session, user_id: int) -> str | None:
     return session.scalar(select(protection_reason_expr()).where(User.id == user_id))
 
 
-def _purge_due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+def purge_due(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """Warned, still inactive since, not exempted, and due (or approved by an admin)."""
     return (
         User.role == "subscriber", User.purged_at.is_(None), User.inactive_warned_at.is_not(None),
@@ -135,7 +135,7 @@ def purge_user(session: Session, user_id: int, actor: str, now: datetime) -> boo
 
 def purge_dormant_accounts(session: Session, ctx: RunContext) -> None:
     """Batches of due, unprotected accounts; a dry run lists them in the run's details instead."""
-    due = (*_purge_due(ctx.now), unprotected_clause())
+    due = (*purge_due(ctx.now), unprotected_clause())
     while True:
         rows = session.execute(
             select(User.id, User.purge_due_at, User.purge_approved_at)

@@ -1,7 +1,7 @@
 """remind-inactive-users: warn subscribers inactive for INACTIVE_AFTER_MONTHS and queue them for review."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Date, String, any_, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -13,15 +13,24 @@ from scheduled.ledger import RunContext
 KIND = "inactive-warning"
 
 
-def inactivity_cutoff(session: Session, ctx: RunContext) -> datetime:
-    """Local midnight of (slot's local date - N calendar months), as an instant.
+def inactivity_cutoff(session: Session, today: date, months: int, tz_name: str) -> datetime:
+    """Local midnight of (today - N calendar months) in APP_TIMEZONE, as an instant: users last
+    seen before it are inactive.
 
     PostgreSQL's month arithmetic clamps to the month's end (Aug 31 - 6 months = Feb 28/29).
     """
     return session.execute(
         text("SELECT ((CAST(:day AS date) - make_interval(months => :months))::timestamp) AT TIME ZONE :tz"),
-        {"day": ctx.today, "months": ctx.settings.inactive_after_months, "tz": ctx.settings.app_timezone},
+        {"day": today, "months": months, "tz": tz_name},
     ).scalar_one()
+
+
+def warning_due(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Subscribers inactive since before the cutoff, not purged or exempted, and not yet warned
+    for this absence."""
+    return (User.role == "subscriber", User.purged_at.is_(None), User.purge_exempt_reason.is_(None),
+            User.last_seen_at < cutoff,
+            or_(User.inactive_warned_at.is_(None), User.inactive_warned_at < User.last_seen_at))
 
 
 def warning_key(user_id, last_seen_at) -> ColumnElement[str]:
@@ -36,12 +45,11 @@ def remind_inactive_users(session: Session, ctx: RunContext) -> None:
     committed with the run's cursor."""
     settings = ctx.settings
     cutoff = ctx.details.get("cutoff")
-    cutoff = datetime.fromisoformat(cutoff) if cutoff else inactivity_cutoff(session, ctx)
+    cutoff = (datetime.fromisoformat(cutoff) if cutoff else
+              inactivity_cutoff(session, ctx.today, settings.inactive_after_months, settings.app_timezone))
     ctx.details["cutoff"] = cutoff.isoformat()
     purge_due_at = ctx.now + timedelta(days=settings.purge_grace_days)
-    due = (User.role == "subscriber", User.purged_at.is_(None), User.purge_exempt_reason.is_(None),
-           User.last_seen_at < cutoff,
-           or_(User.inactive_warned_at.is_(None), User.inactive_warned_at < User.last_seen_at))
+    due = warning_due(cutoff)
     while True:
         batch = select(User.id).where(User.id > ctx.cursor(), *due).order_by(User.id).limit(ctx.batch_size)
         warned = (

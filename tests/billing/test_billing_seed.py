@@ -1,10 +1,12 @@
-"""The demo personas' billing state, seeded twice."""
+"""The demo personas' billing state, seeded twice through the Stripe emulator: our rows and the
+emulator's objects tell the same history."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
+from billing import gateway
 from billing.expiry import is_card_expiring
 from billing.models import Card, Invoice, Subscription
 from saas.db import session_scope
@@ -12,10 +14,10 @@ from saas.models import User
 from saas.seed import seed_demo
 
 
-def test_seed_gives_each_persona_its_billing_state_idempotently(services, mail):
-    today = date(2026, 5, 14)
-    seed_demo(today)
-    seed_demo(today)
+def test_seed_gives_each_persona_its_billing_state_idempotently(stripe_emulator, mail):
+    now = datetime(2026, 5, 14, 9, 30, tzinfo=timezone.utc)
+    seed_demo(now)
+    seed_demo(now)
     with session_scope() as s:
         def of(local):
             return s.scalar(select(User).where(User.email == f"{local}@example.com"))
@@ -24,12 +26,23 @@ def test_seed_gives_each_persona_its_billing_state_idempotently(services, mail):
         ana_card = s.scalar(select(Card).where(Card.user_id == ana.id))
         bruno_card = s.scalar(select(Card).where(Card.user_id == bruno.id))
         # The cards' expiries make ana's expiring and bruno's healthy; flagging is the nightly job's.
-        assert is_card_expiring(ana_card.exp_month, ana_card.exp_year, today, 30)
-        assert not is_card_expiring(bruno_card.exp_month, bruno_card.exp_year, today, 30)
+        assert is_card_expiring(ana_card.exp_month, ana_card.exp_year, now.date(), 30)
+        assert not is_card_expiring(bruno_card.exp_month, bruno_card.exp_year, now.date(), 30)
         assert not ana_card.is_expiring
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == carla.id)) == "canceled"
         assert s.scalar(select(func.count()).select_from(Subscription).where(Subscription.user_id == dario.id)) == 0
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == elena.id)) == "active"
         assert s.scalar(select(func.count()).select_from(Card)) == 4
         assert s.scalar(select(func.count()).select_from(Invoice).where(Invoice.status != "paid")) == 0
+        for user in (ana, bruno, carla, elena):
+            ours = s.execute(select(Invoice.stripe_invoice_id, Invoice.period_start, Invoice.period_end)
+                             .where(Invoice.user_id == user.id).order_by(Invoice.period_start)).all()
+            theirs = sorted((i["id"], i["period_start"], i["period_end"])
+                            for i in gateway.list_invoices(user.stripe_customer_id, limit=100))
+            assert [(i, int(a.timestamp()), int(b.timestamp())) for i, a, b in ours] == \
+                sorted(theirs, key=lambda t: t[1]), user.email
+            sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
+            remote = gateway.retrieve_subscription(sub.stripe_subscription_id)
+            assert (remote["status"], remote["items"]["data"][0]["current_period_end"]) == \
+                (sub.status, int(sub.current_period_end.timestamp()))
     assert mail.messages() == []
