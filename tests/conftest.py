@@ -81,6 +81,16 @@ def clean_state(request, services):
 
 
 @pytest.fixture
+def today(services):
+    """Today in APP_TIMEZONE from the clock the product reads (`billing.records.local_today`), so a
+    test that drives real processes (worker, emulator, browser) asserts on the day they see. CI runs
+    the suite with every process's clock moved to fixed instants too (docs/development.md)."""
+    from billing.records import local_today
+
+    return local_today()
+
+
+@pytest.fixture
 def mail(services) -> MailSink:
     """The real SMTP sink every email of the suite reaches."""
     return services["mail"]

@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import case, func, literal, select, update
 
+from billing.records import local_today
 from saas.auth import role_required
 from saas.db import web_session
 from saas.models import AuditLog, User
@@ -111,7 +112,7 @@ def dormant():
         .where(User.purge_due_at.is_not(None), User.purged_at.is_(None), protection_reason_column().is_not(None))
     ).all()
     return render_template("admin/dormant.html", rows=rows, sort=sort, direction=direction, reasons=sorted(reasons),
-                           args=request.args, bulk_actions=BULK_ACTIONS, today=date.today())
+                           args=request.args, bulk_actions=BULK_ACTIONS, today=local_today())
 
 
 def _selected_ids() -> list[int]:

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select, true, update
 from sqlalchemy.orm import aliased
 
+from billing.records import local_today
 from saas.db import web_session
 from saas.models import User
 from saas.settings import get_settings
@@ -131,8 +132,7 @@ def index():
     invoices = load_invoices(web_session, user)
     if notice_pending:
         web_session.commit()
-    today = datetime.now(get_settings().tz).date()
-    banners = banners_for(user, card, subscription, today, _update_card_url())
+    banners = banners_for(user, card, subscription, local_today(), _update_card_url())
     if notice_pending:
         user.deletion_cancelled_at = None
     return render_template("dashboard.html", card=card, subscription=subscription, invoices=invoices,

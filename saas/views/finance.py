@@ -12,6 +12,7 @@ from sqlalchemy import select
 from wtforms import DateField
 from wtforms.validators import DataRequired, ValidationError
 
+from billing.records import local_today
 from saas.auth import role_required
 from saas.db import web_session
 from saas.settings import get_settings
@@ -44,9 +45,7 @@ class ReportForm(FlaskForm):
 
 
 def _today() -> date:
-    from datetime import datetime
-
-    return datetime.now(get_settings().tz).date()
+    return local_today()
 
 
 def _report_or_404(report_id: int):

@@ -1,7 +1,6 @@
 """The gateway against the emulator, and the subscriber flows end to end (Checkout page, webhooks, worker)."""
 from __future__ import annotations
 
-from datetime import date
 from urllib.parse import urlsplit
 
 import pytest
@@ -71,10 +70,10 @@ def _cards(user_id: int) -> list[Card]:
         return s.scalars(select(Card).where(Card.user_id == user_id)).all()
 
 
-def test_update_card_flow_replaces_the_card_and_recomputes_is_expiring(stripe_env, celery_worker, make_user, auth, client):
+def test_update_card_flow_replaces_the_card_and_recomputes_is_expiring(stripe_env, celery_worker, make_user, auth, client,
+                                                                       today):
     user = make_user(email="ana@example.com")
     auth.login("ana@example.com")
-    today = date.today()
 
     declined = _enter_card(client, "4000 0000 0000 0002", today.month, today.year + 1)
     assert declined.status_code == 402 and "declined" in declined.text
@@ -96,10 +95,10 @@ def test_update_card_flow_replaces_the_card_and_recomputes_is_expiring(stripe_en
     assert "Mastercard ending 4444" in client.get("/billing", follow_redirects=True).get_data(as_text=True)
 
 
-def test_subscribe_fail_recover_cancel_resume(stripe_env, celery_worker, make_user, auth, client):
+def test_subscribe_fail_recover_cancel_resume(stripe_env, celery_worker, make_user, auth, client, today):
     user = make_user(email="bruno@example.com")
     auth.login("bruno@example.com")
-    back = _enter_card(client, "4242424242424242", 12, date.today().year + 2)
+    back = _enter_card(client, "4242424242424242", 12, today.year + 2)
     location = urlsplit(back.headers["Location"])
     _follow_wait(client, client.get(f"{location.path}?{location.query}"))
 
@@ -128,5 +127,5 @@ def test_subscribe_fail_recover_cancel_resume(stripe_env, celery_worker, make_us
         assert s.scalar(select(Subscription.cancel_at_period_end).where(Subscription.user_id == user.id)) is False
 
     stripe_env.trigger("payment_method.automatically_updated", customer=customer, exp_month=3,
-                       exp_year=date.today().year + 5)
-    wait_until(lambda: _cards(user.id)[0].exp_year == date.today().year + 5, "the automatic card update")
+                       exp_year=today.year + 5)
+    wait_until(lambda: _cards(user.id)[0].exp_year == today.year + 5, "the automatic card update")

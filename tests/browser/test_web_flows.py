@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -16,12 +16,11 @@ pytestmark = pytest.mark.browser
 
 
 def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(page, make_user, stripe_emulator,
-                                                                            celery_worker):
+                                                                            celery_worker, today):
     from playwright.sync_api import expect
 
     from scheduled.runner import run_job
 
-    today = date.today()
     ana = make_user(email="ana@example.com", name="Ana")
     add_card(ana.id, today.month, today.year, brand="visa", last4="4242")
     sign_in(page, "ana@example.com")

@@ -1,5 +1,5 @@
 """The subscriber's dashboard: plan, card, invoices, banners from current rows, three queries."""
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, update
@@ -10,9 +10,9 @@ from saas.models import User
 from tests.web.helpers import add_card, add_invoice, add_subscription, count_queries
 
 
-def soon() -> tuple[int, int]:
-    """A card expiry month that falls inside the warning window."""
-    today = date.today()
+@pytest.fixture
+def soon(today) -> tuple[int, int]:
+    """A card expiry month inside the warning window on the product's today: its own month."""
     return today.month, today.year
 
 
@@ -33,8 +33,8 @@ def test_shows_plan_card_and_invoices(client, ana):
     assert "INV-" in page and 'data-banner' not in page
 
 
-def test_expiring_card_banner_links_to_update_and_goes_when_the_card_is_updated(client, ana):
-    month, year = soon()
+def test_expiring_card_banner_links_to_update_and_goes_when_the_card_is_updated(soon, client, ana):
+    month, year = soon
     card_id = add_card(ana.id, month, year, is_expiring=True)
     page = client.get("/dashboard").get_data(as_text=True)
     assert f"Your Visa ending 4242 expires on {month:02d}/{year} —" in page
@@ -44,8 +44,8 @@ def test_expiring_card_banner_links_to_update_and_goes_when_the_card_is_updated(
     assert 'data-banner="card-expiring"' not in client.get("/dashboard").get_data(as_text=True)
 
 
-def test_no_banner_without_the_nightly_flag(client, ana):
-    month, year = soon()
+def test_no_banner_without_the_nightly_flag(soon, client, ana):
+    month, year = soon
     add_card(ana.id, month, year, is_expiring=False)
     assert 'data-banner="card-expiring"' not in client.get("/dashboard").get_data(as_text=True)
 
@@ -83,8 +83,8 @@ def test_sign_in_cancels_deletion_and_says_so_once(client, make_user, auth):
 
 
 @pytest.mark.parametrize("cancelled_notice", [False, True])
-def test_dashboard_uses_at_most_three_queries(client, ana, cancelled_notice):
-    month, year = soon()
+def test_dashboard_uses_at_most_three_queries(soon, client, ana, cancelled_notice):
+    month, year = soon
     add_card(ana.id, month, year, is_expiring=True)
     add_subscription(ana.id, status="past_due")
     for _ in range(5):

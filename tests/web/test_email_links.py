@@ -1,6 +1,6 @@
 """Links in the emails the jobs send lead to real pages."""
 import re
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -10,10 +10,9 @@ from saas.outbox import OutboxMessage
 from scheduled.runner import run_job
 
 
-def test_card_expiring_email_links_to_the_update_card_page(app, make_user):
+def test_card_expiring_email_links_to_the_update_card_page(app, make_user, today):
     from billing.models import Card
 
-    today = date.today()
     user = make_user(email="ana@example.com")
     with session_scope() as s:
         s.add(Card(user_id=user.id, stripe_payment_method_id=f"pm_link_{user.id}", brand="visa", last4="4242",

@@ -61,10 +61,13 @@ def test_latest_summaries_with_csv(client, finance):
     ("yesterday", "2025-01-31", "like 2025-01-01"),
     ("2025-02-01", "2025-01-31", "must not be before the first day"),
     ("2019-01-01", "2025-01-31", "at most three years"),
-    ("2025-01-01", (date.today() + timedelta(days=30)).isoformat(), "cannot be in the future"),
+    ("today-10", "today+30", "cannot be in the future"),  # days from the product's today
 ])
-def test_report_form_validation(client, finance, sent, start, end, message):
-    response = client.post("/finance/reports", data={"start": start, "end": end})
+def test_report_form_validation(client, finance, sent, today, start, end, message):
+    def day(text):
+        return (today + timedelta(days=int(text[5:]))).isoformat() if text.startswith("today") else text
+
+    response = client.post("/finance/reports", data={"start": day(start), "end": day(end)})
     assert response.status_code == 400 and message in response.get_data(as_text=True)
     with session_scope() as s:
         assert s.scalar(select(FinanceReport.id)) is None
