@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 FLAG = [
-    "UPDATE cards SET is_expiring = false WHERE is_expiring AND NOT (is_default AND expires_on < %(horizon)s)",
+    "UPDATE cards SET is_expiring = false WHERE is_expiring AND NOT (is_default AND expires_on <= %(horizon)s)",
     """WITH flagged AS (
          UPDATE cards c SET is_expiring = true FROM users u
-         WHERE u.id = c.user_id AND NOT c.is_expiring AND c.is_default AND c.expires_on < %(horizon)s
+         WHERE u.id = c.user_id AND NOT c.is_expiring AND c.is_default AND c.expires_on <= %(horizon)s
          RETURNING c.id, c.brand, c.last4, c.exp_month, c.exp_year, c.expires_on, c.user_id, u.email, u.name,
                    u.purged_at)
        INSERT INTO outbox (idempotency_key, kind, user_id, to_addr, template, context, attachments,
@@ -81,10 +81,10 @@ FINANCE = [
          'at_risk', (SELECT sum(CASE WHEN interval = 'year' THEN amount_cents / 12.0 ELSE amount_cents END)
                      FROM subscriptions WHERE status IN ('active', 'past_due') AND user_id IN (
                        SELECT c.user_id FROM cards c JOIN users u ON u.id = c.user_id
-                       WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on < %(horizon)s
+                       WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on <= %(horizon)s
                          AND u.purged_at IS NULL)),
          'expiring', (SELECT count(*) FROM cards c JOIN users u ON u.id = c.user_id
-                      WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on < %(horizon)s
+                      WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on <= %(horizon)s
                         AND u.purged_at IS NULL),
          'active', (SELECT count(*) FROM subscriptions WHERE status IN ('active', 'past_due')),
          'trialing', (SELECT count(*) FROM subscriptions WHERE status = 'trialing'),
@@ -94,12 +94,12 @@ FINANCE = [
          'purged', (SELECT count(*) FROM audit_log, p WHERE action = 'account.purged' AND at >= p.s AND at < p.e),
          'pending', (SELECT count(*) FROM users WHERE purge_due_at IS NOT NULL AND purged_at IS NULL)) AS f),
        summary AS (INSERT INTO finance_summaries (period, period_start, period_end, figures, csv, created_at)
-                   SELECT 'daily', %(first)s, %(first)s, f, f::text, now() FROM figures
+                   SELECT %(period)s, %(first)s, %(last)s, f, f::text, now() FROM figures
                    ON CONFLICT DO NOTHING RETURNING figures)
        INSERT INTO outbox (idempotency_key, kind, to_addr, template, context, attachments,
                            status, attempts, created_at, next_attempt_at)
-       SELECT 'finance-summary:daily:' || %(first)s, 'finance-summary', 'finance@example.com', 'finance_summary',
-              jsonb_build_object('period', 'daily', 'figures', figures),
+       SELECT 'finance-summary:' || %(period)s || ':' || %(first)s, 'finance-summary', 'finance@example.com',
+              'finance_summary', jsonb_build_object('period', %(period)s::text, 'figures', figures),
               jsonb_build_array(jsonb_build_object('filename', 'summary.csv', 'content_type', 'text/csv',
                                                    'content', figures::text)),
               'pending', 0, now(), now()
@@ -111,22 +111,32 @@ STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
 
 
 def params(today, settings) -> dict:
+    """The values the floors' statements take for `today`; finance-summary runs once per period of
+    the job's own `periods_for` (two on the 1st of a month), so job and floor do the same work."""
+    import calendar
     from datetime import datetime, time as dtime, timedelta
 
     from billing.expiry import expiring_horizon
+    from scheduled.jobs.finance_summary import periods_for
 
     tz = settings.tz
-    yesterday = today - timedelta(days=1)
     cutoff_month = today.month - settings.inactive_after_months
     year, month = today.year + (cutoff_month - 1) // 12, (cutoff_month - 1) % 12 + 1
-    import calendar
-
     cutoff = datetime.combine(today.replace(year=year, month=month, day=min(today.day, calendar.monthrange(year, month)[1])),
                               dtime(0), tz)
+    periods = [{"period": period, "first": first, "last": last, "start": datetime.combine(first, dtime(0), tz),
+                "end": datetime.combine(last + timedelta(days=1), dtime(0), tz)}
+               for period, first, last in periods_for(today)]
     return {"horizon": expiring_horizon(today, settings.card_expiring_days), "cutoff": cutoff,
-            "today": today, "first": yesterday,
-            "start": datetime.combine(yesterday, dtime(0), tz), "end": datetime.combine(today, dtime(0), tz),
+            "today": today, "periods": periods,
             "update_url": f"{settings.app_url}/billing/card", "login_url": f"{settings.app_url}/login"}
+
+
+def _passes(job: str, values: dict) -> list[dict]:
+    """One set of values per run of the job's statements (finance: one per period)."""
+    if job == "finance-summary":
+        return [{**values, **period} for period in values["periods"]]
+    return [values]
 
 
 def run_floor(database_url: str, job: str, values: dict) -> float:
@@ -134,13 +144,15 @@ def run_floor(database_url: str, job: str, values: dict) -> float:
     and after a first pass over the same statements that is rolled back."""
     import psycopg
 
-    vals = dict(values)
+    passes = _passes(job, values)
     with psycopg.connect(database_url) as conn:
         with conn.transaction(force_rollback=True):
-            for statement in STATEMENTS[job]:
-                conn.execute(statement, vals)
+            for vals in passes:
+                for statement in STATEMENTS[job]:
+                    conn.execute(statement, vals)
         start = time.perf_counter()
         with conn.transaction():
-            for statement in STATEMENTS[job]:
-                conn.execute(statement, vals)
+            for vals in passes:
+                for statement in STATEMENTS[job]:
+                    conn.execute(statement, vals)
         return time.perf_counter() - start
