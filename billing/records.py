@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,19 @@ def from_ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, timezone.utc) if value else None
 
 
+ACCOUNT_LOCK = 0x5354  # pg_advisory_xact_lock(ACCOUNT_LOCK, user id): one account's billing writes
+
+
+def lock_account(session: Session, user_id: int) -> None:
+    """Serialise the writes about one account's Stripe objects until the transaction ends.
+
+    A webhook (invoice.paid: the invoice, then its subscription) and the subscribe task (the
+    subscription, then its invoice) insert the same rows in opposite orders; without this they
+    deadlock. Every upsert below takes it first; taking it again in one transaction is free.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": ACCOUNT_LOCK, "id": user_id})
+
+
 def user_for_customer(session: Session, customer_id: str | None) -> User | None:
     if not customer_id:
         return None
@@ -37,6 +50,7 @@ def user_for_customer(session: Session, customer_id: str | None) -> User | None:
 # Cards ----------------------------------------------------------------------------------------
 def upsert_card(session: Session, user_id: int, pm: dict[str, Any], today: date) -> Card:
     """Insert or refresh a card from a PaymentMethod, recomputing is_expiring at once."""
+    lock_account(session, user_id)
     card = pm["card"]
     values = {
         "brand": card.get("brand") or "card", "last4": str(card["last4"]),
@@ -87,6 +101,7 @@ def record_mrr_change(session: Session, sub: Subscription, before: int, after: i
 def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int) -> Subscription:
     """Mirror a Stripe subscription; an event older than the last applied one changes nothing,
     and a canceled subscription stays canceled (Stripe never revives one)."""
+    lock_account(session, user_id)
     item = obj["items"]["data"][0]
     price = item["price"]
     plan = plan_for_price(price["id"])
@@ -142,6 +157,8 @@ def invoice_subscription_id(obj: dict[str, Any]) -> str | None:
 def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], created: int,
                    failed: bool = False) -> Invoice:
     """Mirror an invoice; status only moves forward, the first failure's time is kept for finance."""
+    if user is not None:
+        lock_account(session, user.id)
     sub = session.scalar(select(Subscription).where(
         Subscription.stripe_subscription_id == (invoice_subscription_id(obj) or "")))
     values = {
