@@ -110,6 +110,16 @@ STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
               "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
 
 
+def slot_day(job: str, settings):
+    """The local date of the job's newest slot: the `today` a run of it now works on (before 06:00,
+    finance-summary's newest slot is yesterday's), so the floor and the naive loop take the same day."""
+    from datetime import datetime, timezone
+
+    from scheduled.slots import latest_slot
+
+    return latest_slot(settings.schedules[job], settings.tz, datetime.now(timezone.utc)).astimezone(settings.tz).date()
+
+
 def params(today, settings) -> dict:
     """The values the floors' statements take for `today`; finance-summary runs once per period of
     the job's own `periods_for` (two on the 1st of a month), so job and floor do the same work."""

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
 
 from bench.report import Report, ratio
 
@@ -46,7 +45,7 @@ def fingerprint(database_url: str) -> dict:
 
 
 def bench_jobs(harness, report: Report, repeat: int) -> None:
-    from bench.floors import params, run_floor
+    from bench.floors import params, run_floor, slot_day
     from bench.naive import SAMPLE, run_naive
     from saas.settings import get_settings
 
@@ -69,11 +68,9 @@ def bench_jobs(harness, report: Report, repeat: int) -> None:
         for job in ORDER:
             report.add(f"jobs.{SHORT[job]}.job_cold", "s", run_in_child(job, cold=True)["seconds"])
         settings = get_settings()
-        today = datetime.now(settings.tz).date()
-        values = params(today, settings)
         url = harness.fresh_copy()
         for job in ORDER:
-            report.add(f"jobs.{SHORT[job]}.floor", "s", run_floor(url, job, values))
+            report.add(f"jobs.{SHORT[job]}.floor", "s", run_floor(url, job, params(slot_day(job, settings), settings)))
         floor_print = fingerprint(url)
         if rep == 0:
             diff = {k: (job_print[k], floor_print[k]) for k in job_print if job_print[k] != floor_print[k]}
@@ -83,7 +80,7 @@ def bench_jobs(harness, report: Report, repeat: int) -> None:
                 print(f"  same effects for job and floor: {job_print}", flush=True)
         harness.fresh_copy()
         for job in ORDER:
-            sample, extrapolated = run_naive(job, today, get_settings())
+            sample, extrapolated = run_naive(job, slot_day(job, settings), settings)
             report.add(f"jobs.{SHORT[job]}.naive_sample", "s", sample)
             report.add(f"jobs.{SHORT[job]}.naive_extrapolated", "s", extrapolated)
     for job in ORDER:
@@ -102,7 +99,7 @@ def bench_jobs(harness, report: Report, repeat: int) -> None:
 
 def bench_first_night(harness, report: Report, users: int, repeat: int) -> None:
     """The night nothing has run before: every expiring card and inactive user is work."""
-    from bench.floors import params, run_floor
+    from bench.floors import params, run_floor, slot_day
     from bench.naive import run_naive
     from bench.seed import seed
     from saas.db import reset_engines
@@ -120,14 +117,13 @@ def bench_first_night(harness, report: Report, users: int, repeat: int) -> None:
         for job in jobs:
             report.add(f"first.{SHORT[job]}.job", "s", run_in_child(job)["seconds"])
         settings = get_settings()
-        values = params(datetime.now(settings.tz).date(), settings)
         url = harness.fresh_copy("bench_first_night")
         for job in jobs:
-            report.add(f"first.{SHORT[job]}.floor", "s", run_floor(url, job, values))
+            report.add(f"first.{SHORT[job]}.floor", "s", run_floor(url, job, params(slot_day(job, settings), settings)))
         harness.fresh_copy("bench_first_night")
         for job in jobs:
             report.add(f"first.{SHORT[job]}.naive_extrapolated", "s",
-                       run_naive(job, datetime.now(settings.tz).date(), get_settings())[1])
+                       run_naive(job, slot_day(job, settings), settings)[1])
     for job in jobs:
         s = SHORT[job]
         report.show(f"first.{s}.job", f"first.{s}.floor", f"first.{s}.naive_extrapolated")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from bench.report import Report, ratio
 
@@ -10,7 +9,7 @@ TO_FLAG = 1000
 
 
 def bench_scale(harness, report: Report, users: int, repeat: int) -> None:
-    from bench.floors import params, run_floor
+    from bench.floors import params, run_floor, slot_day
     from bench.jobs import run_in_child
     from bench.seed import seed
     from saas.db import reset_engines
@@ -26,7 +25,7 @@ def bench_scale(harness, report: Report, users: int, repeat: int) -> None:
         print(f"  seeded {label}: {counts['cards']:,} cards, {counts['cards_to_flag']:,} to flag; "
               f"{time.perf_counter() - start:.1f}s", flush=True)
     settings = get_settings()
-    values = params(datetime.now(settings.tz).date(), settings)
+    values = params(slot_day("flag-expiring-cards", settings), settings)
     for _ in range(repeat):
         for label in sizes:
             harness.fresh_copy(f"bench_scale_{label}")

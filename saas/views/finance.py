@@ -15,7 +15,6 @@ from wtforms.validators import DataRequired, ValidationError
 from billing.records import local_today
 from saas.auth import role_required
 from saas.db import web_session
-from saas.settings import get_settings
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 BUILD_TASK = "scheduled.reports.build_finance_report"
