@@ -5,6 +5,7 @@ from flask import Flask
 
 from saas import db
 from saas.extensions import csrf, limiter, login_manager
+from saas.hosts import TrustedHosts
 from saas.settings import ROOT, Settings, get_settings
 
 
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
+    # Any other Host header answers 400 (saas.hosts); every absolute link is APP_URL + a path anyway.
+    hosts = [settings.app_host] + ([] if settings.is_production else ["localhost", "127.0.0.1"])
+    app.wsgi_app = TrustedHosts(app.wsgi_app, hosts)
     if settings.trusted_proxy_hops:
         # Behind N reverse proxies: take the client address and scheme from their headers, so
         # per-IP limits see visitors, not the proxy. With 0 no forwarding header is trusted.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,11 @@ class Settings:
     dev_maildir: str = ""
 
     @property
+    def app_host(self) -> str:
+        """The host name of APP_URL: the one Host header the web app answers (plus loopback in dev)."""
+        return urlsplit(self.app_url).hostname or ""
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.app_timezone)
 
@@ -119,6 +125,15 @@ class Settings:
             secret = DEV_SECRET
         elif mode == "production" and len(secret) < 16:
             raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
+
+        app_url = get("APP_URL", "").strip().rstrip("/")
+        if not app_url:
+            if mode == "production":
+                raise SettingsError("APP_URL is required outside dev and test: every absolute link is built "
+                                    "from it and requests for any other host are refused")
+            app_url = "http://127.0.0.1:5000"
+        if urlsplit(app_url).scheme not in ("http", "https") or not urlsplit(app_url).hostname:
+            raise SettingsError(f"APP_URL must be an http:// or https:// URL with a host (got {app_url!r})")
 
         tz_name = get("APP_TIMEZONE", "UTC").strip()
         try:
@@ -153,7 +168,7 @@ class Settings:
             smtp_url=smtp_url,
             mail_from=get("MAIL_FROM", "Billing <billing@example.com>"),
             secret_key=secret,
-            app_url=get("APP_URL", "http://127.0.0.1:5000").rstrip("/"),
+            app_url=app_url,
             app_timezone=tz_name,
             stripe_secret_key=stripe_key,
             stripe_webhook_secrets=tuple(s.strip() for s in get("STRIPE_WEBHOOK_SECRET", "").split(",") if s.strip()),

@@ -30,6 +30,8 @@ def test_several_webhook_secrets_for_rotation():
     ({"SMTP_URL": ""}, "SMTP_URL"),
     ({"SAAS_ENV": "production"}, "SECRET_KEY"),
     ({"SAAS_ENV": "staging"}, "SAAS_ENV"),
+    ({"SAAS_ENV": "production", "SECRET_KEY": "a-long-enough-secret-key"}, "APP_URL"),
+    ({"APP_URL": "evil.example"}, "APP_URL"),
     ({"APP_TIMEZONE": "Mars/Olympus"}, "APP_TIMEZONE"),
     ({"CARD_EXPIRING_DAYS": "thirty"}, "CARD_EXPIRING_DAYS"),
     ({"PURGE_GRACE_DAYS": "0"}, "PURGE_GRACE_DAYS"),

@@ -10,6 +10,7 @@ from saas import auth
 from saas.db import web_session
 from saas.extensions import limiter
 from saas.outbox import queue_email
+from saas.settings import get_settings
 from saas.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 bp = Blueprint("auth", __name__)
@@ -119,7 +120,7 @@ def forgot_password():
             token = auth.make_reset_token(user)
             queue_email(web_session, key=f"password-reset:{user.id}:{token[-24:]}", kind="password-reset",
                         to=user.email, template="password_reset", user_id=user.id,
-                        context={"reset_url": url_for("auth.reset_password", token=token, _external=True),
+                        context={"reset_url": get_settings().app_url + url_for("auth.reset_password", token=token),
                                  "minutes": auth.RESET_MAX_AGE // 60})
             web_session.commit()
         # The same answer either way: this page never tells whether an account exists.

@@ -164,7 +164,7 @@ def test_session_cookie_is_secure_httponly_samesite_in_production(services):
     assert prod.config["SESSION_COOKIE_SECURE"] and prod.config["SESSION_COOKIE_HTTPONLY"]
     assert prod.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert prod.config["REMEMBER_COOKIE_SECURE"] and prod.config["REMEMBER_COOKIE_HTTPONLY"]
-    response = prod.test_client().get("/login")  # the CSRF token puts the session in a cookie
+    response = prod.test_client().get("/login", base_url=os.environ["APP_URL"])  # the CSRF token sets the cookie
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
     flags = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     assert "secure" in flags and "httponly" in flags and flags["samesite"].lower() == "samesite=lax", cookie
