@@ -19,9 +19,11 @@ class WebhookRejected(Exception):
 
 
 def _timestamp(header: str) -> int:
+    """The header's timestamp exactly as stripe-python reads it (the same parser its verify_header
+    uses), so the future check below judges the timestamp that the signature covers."""
     try:
-        return int(next(part.split("=", 1)[1] for part in header.split(",") if part.strip().startswith("t=")))
-    except (StopIteration, ValueError):
+        return stripe.WebhookSignature._get_timestamp_and_signatures(header, stripe.WebhookSignature.EXPECTED_SCHEME)[0]
+    except (IndexError, ValueError):
         raise WebhookRejected("malformed Stripe-Signature header") from None
 
 

@@ -104,6 +104,8 @@ signature_faults = st.one_of(
     st.tuples(st.just("tampered body"), st.text(min_size=1, max_size=20)),
     st.tuples(st.just("v0 only"), st.none()),
     st.tuples(st.just("no timestamp"), st.none()),
+    # Signed an hour ahead, with a fresh `t=` that a looser parser would read instead.
+    st.tuples(st.just("two timestamps"), st.sampled_from([" t={now},", "t={now},", "T={now},", "t ={now},"])),
 )
 
 
@@ -121,6 +123,8 @@ def faulty_request(fault: str, value, payload: str) -> tuple[str, str | None]:
         return payload, value
     if fault == "tampered body":
         return payload[:-1] + json.dumps(value) + "}", header_for(payload, SECRET, now)
+    if fault == "two timestamps":
+        return payload, value.format(now=now) + header_for(payload, SECRET, now + 3600)
     if fault == "v0 only":
         return payload, header_for(payload, SECRET, now).replace("v1=", "v0=")
     return payload, header_for(payload, SECRET, now).split(",", 1)[1]  # "no timestamp"
