@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from saas import db
 from saas.extensions import csrf, limiter, login_manager
@@ -13,6 +14,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (default: the environment's)."""
     settings = settings or get_settings()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "saas" / "static"))
+    app.url_map.converters["int"] = DatabaseId
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
@@ -47,6 +49,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_blueprints(app, settings)
     register_errorhandlers(app)
     return app
+
+
+class DatabaseId(IntegerConverter):
+    """`<int:…>` in every route: ids PostgreSQL's bigint can hold, so a longer one is a 404, not a 500."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def register_extensions(app: Flask) -> None:

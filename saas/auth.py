@@ -10,6 +10,7 @@ from flask import abort, current_app
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from saas.db import web_session
@@ -42,13 +43,20 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
 
+TAKEN = "An account with this email already exists. Sign in or reset your password."
+
+
 def create_user(session: Session, email: str, password: str, name: str = "", role: str = "subscriber") -> User:
-    """Add a user; SignupError if the address is taken."""
+    """Add a user; SignupError if the address is taken (also when a simultaneous sign-up took it
+    first: the unique index decides, in a savepoint, so the caller's transaction goes on)."""
     if find_user(session, email) is not None:
-        raise SignupError("An account with this email already exists. Sign in or reset your password.")
+        raise SignupError(TAKEN)
     user = User(email=email.strip().lower(), name=name.strip(), password_hash=hash_password(password), role=role)
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        raise SignupError(TAKEN) from None
     return user
 
 
@@ -66,6 +74,11 @@ def record_sign_in(session: Session, user: User, now: datetime | None = None) ->
 def set_password(user: User, password: str) -> None:
     """New password; every other session of this user ends."""
     user.password_hash = hash_password(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Every session of this user stops working: sessions carry the token, not the user id."""
     user.session_token = new_session_token()
 
 
@@ -78,13 +91,19 @@ def make_reset_token(user: User) -> str:
     return _serializer().dumps({"uid": user.id, "pw": (user.password_hash or "")[-16:]})
 
 
-def user_for_reset_token(session: Session, token: str) -> User | None:
-    """The user a valid, unexpired, unused token names; None otherwise."""
+def user_for_reset_token(session: Session, token: str, claim: bool = False) -> User | None:
+    """The user a valid, unexpired, unused token names; None otherwise.
+
+    With `claim`, the user's row stays locked until the transaction ends and is read after any
+    concurrent use of the token committed: of simultaneous uses, one sets the password and the
+    others find the token used (it is tied to the password hash)."""
     try:
         data = _serializer().loads(token, max_age=RESET_MAX_AGE)
     except (SignatureExpired, BadSignature):
         return None
-    user = session.get(User, data.get("uid"))
+    if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
+        return None
+    user = session.get(User, data["uid"], with_for_update=claim, populate_existing=claim)
     if user is None or user.purged_at is not None or (user.password_hash or "")[-16:] != data.get("pw"):
         return None
     return user

@@ -278,6 +278,8 @@ def audit_log():
     if who:
         stmt = stmt.where(AuditLog.actor.startswith(who, autoescape=True))
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before < 2**63:  # beyond PostgreSQL's bigint
+        abort(400, "before must be an audit entry's id.")
     if before:
         stmt = stmt.where(AuditLog.id < before)
     entries = web_session.scalars(stmt).all()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from saas import auth
@@ -79,6 +79,7 @@ def login():
         if auth.verify_password(user, form.password.data) and user.is_active:
             auth.record_sign_in(web_session, user)
             web_session.commit()
+            session.clear()  # a new session, with a new CSRF secret, for the signed-in user
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         form.password.errors.append("Wrong email or password.")
@@ -88,7 +89,13 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Ends the session on the server too: the account's session token rotates, so a copy of the
+    cookie opens nothing (signing out ends the account's other sessions as well)."""
+    if current_user.is_authenticated:
+        auth.end_sessions(current_user._get_current_object())
+        web_session.commit()
     logout_user()
+    session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -138,6 +145,11 @@ def reset_password(token: str):
         return redirect(url_for("auth.forgot_password"))
     form = ResetPasswordForm()
     if form.validate_on_submit():
+        user = auth.user_for_reset_token(web_session, token, claim=True)
+        if user is None:  # a simultaneous use of the same link won
+            web_session.rollback()
+            flash("That reset link is invalid, expired or already used. Ask for a new one.", "error")
+            return redirect(url_for("auth.forgot_password"))
         auth.set_password(user, form.password.data)
         auth.record_sign_in(web_session, user)
         web_session.commit()

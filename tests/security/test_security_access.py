@@ -50,11 +50,19 @@ def world(app, make_user, mail, sent):
 
 
 def client_as(app, persona: str, users):
-    """A client signed in as `persona` (Flask-Login keeps the user's session token in the session)."""
+    """A client signed in as `persona` (Flask-Login keeps the user's session token in the session;
+    read afresh, since signing out rotates it)."""
+    from sqlalchemy import select
+
+    from saas.db import session_scope
+    from saas.models import User
+
     client = app.test_client()
     if persona != "anonymous":
+        with session_scope() as s:
+            token = s.scalar(select(User.session_token).where(User.id == users[persona].id))
         with client.session_transaction() as sess:
-            sess["_user_id"] = users[persona].session_token
+            sess["_user_id"] = token
             sess["_fresh"] = True
     return client
 

@@ -1,0 +1,109 @@
+"""Simultaneous requests at a real multi-threaded server: a reset link works once, one address makes
+one account, a signed-out cookie opens nothing, and ids too long for the database are 404s."""
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from sqlalchemy import func, select
+
+from saas.db import session_scope
+from saas.models import User
+from tests.conftest import PASSWORD
+
+N = 10
+
+
+def form_session(base: str, path: str) -> tuple[requests.Session, str]:
+    """A browser-like session holding the form's CSRF token."""
+    s = requests.Session()
+    page = s.get(base + path, timeout=10).text
+    return s, re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def all_at_once(calls) -> list[requests.Response]:
+    """Run every call at the same moment (a barrier releases them together)."""
+    barrier = threading.Barrier(len(calls))
+
+    def fire(call):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(fire, calls))
+
+
+def test_simultaneous_sign_ups_for_one_address_make_one_account_and_no_error(live_server, mail):
+    forms = [form_session(live_server, "/signup") for _ in range(N)]
+    responses = all_at_once([
+        lambda s=s, token=token: s.post(live_server + "/signup", allow_redirects=False, timeout=30, data={
+            "csrf_token": token, "email": "twin@example.com", "name": "Twin", "password": "correct-horse-42",
+            "confirm": "correct-horse-42"})
+        for s, token in forms])
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [302] + [400] * (N - 1), codes
+    assert all("already exists" in r.text for r in responses if r.status_code == 400)
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(User).where(User.email == "twin@example.com")) == 1
+
+
+def test_a_reset_link_used_ten_times_at_once_sets_the_password_once(live_server, make_user, mail, app):
+    from saas.auth import make_reset_token
+
+    user = make_user(email="ana@example.com")
+    with app.app_context(), session_scope() as s:
+        token = make_reset_token(s.get(User, user.id))
+    path = f"/password/reset/{token}"
+    forms = [form_session(live_server, path) for _ in range(N)]
+    responses = all_at_once([
+        lambda s=s, t=t, n=n: s.post(live_server + path, allow_redirects=False, timeout=30, data={
+            "csrf_token": t, "password": f"new-password-{n:02d}x", "confirm": f"new-password-{n:02d}x"})
+        for n, (s, t) in enumerate(forms)])
+    to = [r.headers.get("Location", "") for r in responses]
+    assert sum(loc.endswith("/dashboard") for loc in to) == 1, to
+    assert sum(loc.endswith("/password/forgot") for loc in to) == N - 1, to
+
+
+def test_a_cookie_copied_before_sign_out_opens_nothing_after_it(live_server, make_user):
+    make_user(email="ana@example.com")
+    s, token = form_session(live_server, "/login")
+    assert s.post(live_server + "/login", data={"csrf_token": token, "email": "ana@example.com",
+                                                "password": PASSWORD}, allow_redirects=False).status_code == 302
+    copy = requests.Session()
+    copy.cookies.update(s.cookies)
+    assert copy.get(live_server + "/dashboard", allow_redirects=False).status_code == 200
+    page = s.get(live_server + "/dashboard").text
+    logout_token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    assert s.post(live_server + "/logout", data={"csrf_token": logout_token}, allow_redirects=False).status_code == 302
+    after = copy.get(live_server + "/dashboard", allow_redirects=False)
+    assert after.status_code == 302 and "/login" in after.headers["Location"]
+
+
+def test_sign_in_starts_a_new_session_with_a_new_csrf_secret(csrf_app, make_user):
+    make_user(email="ana@example.com")
+    client = csrf_app.test_client()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+    with client.session_transaction() as sess:
+        before = sess["csrf_token"]
+    assert client.post("/login", data={"csrf_token": token, "email": "ana@example.com",
+                                       "password": PASSWORD}).status_code == 302
+    client.get("/dashboard")
+    with client.session_transaction() as sess:
+        assert sess["csrf_token"] != before
+
+
+def test_ids_beyond_the_database_are_404_and_a_bad_audit_cursor_is_400(client, make_user, auth):
+    make_user(email="root@example.com", role="admin")
+    make_user(email="fin@example.com", role="finance")
+    huge = "9" * 25
+    auth.login("fin@example.com")
+    for path in (f"/finance/reports/{huge}/status", f"/finance/reports/{huge}/events",
+                 f"/finance/reports/{huge}.csv", f"/finance/summaries/{huge}.csv"):
+        assert client.get(path).status_code == 404, path
+    auth.logout()
+    auth.login("root@example.com")
+    assert client.post(f"/admin/outbox/{huge}/retry").status_code == 404
+    response = client.get(f"/admin/audit?before={huge}")
+    assert response.status_code == 400 and b"before must be" in response.data
