@@ -15,6 +15,7 @@ from saas.outbox import OutboxMessage, mark_outbox_dirty
 from saas.settings import JOB_NAMES, get_settings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+RETRYABLE = ("failed", "pending")  # the outbox statuses Retry acts on (and the page offers it for)
 PAGE = 100
 SORTS = {"last_seen": User.last_seen_at, "warned": User.inactive_warned_at, "purge_due": User.purge_due_at,
          "email": User.email}
@@ -245,21 +246,28 @@ def outbox():
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(PAGE)
     if status:
         stmt = stmt.where(OutboxMessage.status == status)
-    return render_template("admin/outbox.html", messages=web_session.scalars(stmt).all(), status=status)
+    return render_template("admin/outbox.html", messages=web_session.scalars(stmt).all(), status=status,
+                           retryable=RETRYABLE)
 
 
 @bp.post("/outbox/<int:message_id>/retry")
 def outbox_retry(message_id: int):
-    """Send a failed (or waiting) email again now; delivery is enqueued when this commits."""
-    message = web_session.get(OutboxMessage, message_id)
-    if message is None:
-        abort(404)
-    if message.status == "sent":
-        flash("That email was already sent.", "error")
+    """Send a failed (or waiting) email again now; delivery is enqueued when this commits.
+
+    One conditional UPDATE decides: a row a worker holds (sending) or has sent is left alone, so
+    the email cannot go out twice."""
+    retried = web_session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.status.in_(RETRYABLE))
+        .values(status="pending", next_attempt_at=datetime.now(timezone.utc), claimed_by=None)
+        .returning(OutboxMessage.kind, OutboxMessage.attempts)).first()
+    if retried is None:
+        status = web_session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == message_id))
+        if status is None:
+            abort(404)
+        flash("That email was already sent." if status == "sent" else
+              "That email is being sent right now: there is nothing to retry.", "error")
         return redirect(url_for("admin.outbox"))
-    web_session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
-                        .values(status="pending", next_attempt_at=datetime.now(timezone.utc), claimed_by=None))
-    audit("outbox.retry", "outbox", message_id, kind=message.kind, attempts=message.attempts)
+    audit("outbox.retry", "outbox", message_id, kind=retried.kind, attempts=retried.attempts)
     mark_outbox_dirty(web_session)
     web_session.commit()
     flash(f"Email #{message_id} will be sent again now.", "success")

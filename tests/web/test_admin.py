@@ -251,6 +251,19 @@ def test_retry_of_a_sent_email_changes_nothing(client, admin, sent):
     assert audit_rows() == [] and sent == []
 
 
+def test_retry_leaves_a_row_a_worker_is_sending_alone(client, admin, sent):
+    held = _outbox("sending", claimed_by="worker-1", claimed_at=NOW, attempts=1)
+    page = client.get("/admin/outbox").get_data(as_text=True)
+    assert f"/admin/outbox/{held}/retry" not in page  # not offered
+    sent.clear()
+    response = client.post(f"/admin/outbox/{held}/retry", follow_redirects=True)
+    assert "being sent right now" in response.get_data(as_text=True)
+    with session_scope() as s:
+        row = s.get(OutboxMessage, held)
+        assert (row.status, row.claimed_by) == ("sending", "worker-1")
+    assert audit_rows() == [] and sent == []
+
+
 def test_every_admin_action_is_audited_without_personal_data(client, admin, make_user, sent):
     user = dormant(make_user, "private.person@example.com", name="Private Person")
     failed = _outbox("failed", last_error="x")
