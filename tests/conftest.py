@@ -76,6 +76,9 @@ def clean_state(request, services):
             client.delete(key)
     services["mail"].clear()
     services["mail"].fail_next = 0
+    from saas import limits
+
+    limits._in_memory.storage.reset()  # the limits kept while Redis was unreachable
     yield
     web_session.remove()
 

@@ -14,6 +14,7 @@ def app_without_redis(services, monkeypatch):
     yield app
     monkeypatch.undo()
     get_settings.cache_clear()
+    create_app()  # the limiter is one object for every app: point it back at the suite's Redis
 
 
 def test_login_answers_without_redis_and_still_limits(app_without_redis, make_user):

@@ -4,29 +4,33 @@ from __future__ import annotations
 import hashlib
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from saas import auth
 from saas.db import web_session
-from saas.extensions import limiter
+from saas.limits import LimitReached, give_back, take
 from saas.outbox import queue_email
 from saas.settings import get_settings
 from saas.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 bp = Blueprint("auth", __name__)
-# Failed sign-ins only (a wrong password answers 400); past either limit the form answers 429.
+# Failed sign-ins only (a correct one is given back); past either limit the form answers 429.
 LOGIN_LIMIT_PER_IP = "10 per minute"
 LOGIN_LIMIT_PER_ACCOUNT = "5 per minute"
+# Reset emails and sign-ups send mail to an address the caller chooses.
+RESET_LIMIT_PER_ACCOUNT = "3 per hour"
+RESET_LIMIT_PER_IP = "10 per hour"
+SIGNUP_LIMIT_PER_IP = "5 per hour"
 
 
-def _failed(response) -> bool:
-    return response.status_code == 400
-
-
-def _account_key() -> str:
+def _account_key(email: str) -> str:
     """The account being tried, normalised as find_user does, hashed to keep Redis keys short."""
-    email = request.form.get("email", "").strip().lower()
-    return "account:" + hashlib.sha256(email.encode("utf-8", "replace")).hexdigest()[:32]
+    return "account:" + hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _ip_key() -> str:
+    return f"ip:{get_remote_address()}"
 
 
 def is_local_path(target: str | None) -> bool:
@@ -50,6 +54,7 @@ def _safe_next(target: str | None) -> str:
 def signup():
     form = SignupForm()
     if form.validate_on_submit():
+        take(SIGNUP_LIMIT_PER_IP, "signup:" + _ip_key(), "Too many sign-ups from your network: try again later.")
         try:
             user = auth.create_user(web_session, form.email.data, form.password.data, form.name.data or "")
         except auth.SignupError as exc:
@@ -57,7 +62,8 @@ def signup():
             form.email.errors.append(str(exc))
         else:
             queue_email(web_session, key=f"welcome:{user.id}", kind="welcome", to=user.email,
-                        template="welcome", context={"name": user.name or user.email}, user_id=user.id)
+                        # No caller text in mail to an address nobody has confirmed yet (a spam vector).
+                        template="welcome", context={}, user_id=user.id)
             web_session.commit()
             login_user(user)
             flash("Welcome! Your account is ready.", "success")
@@ -67,16 +73,21 @@ def signup():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_LIMIT_PER_IP, methods=["POST"], deduct_when=_failed,
-               error_message="Too many failed sign-ins from your network: wait a minute and try again.")
-@limiter.limit(LOGIN_LIMIT_PER_ACCOUNT, key_func=_account_key, methods=["POST"], deduct_when=_failed,
-               error_message="Too many failed sign-ins for this account: wait a minute and try again, "
-                             "or reset your password.")
 def login():
     form = LoginForm()
     if form.validate_on_submit():
+        ip, account = ("login:" + _ip_key()), ("login:" + _account_key(form.email.data))
+        take(LOGIN_LIMIT_PER_IP, ip, "Too many failed sign-ins from your network: wait a minute and try again.")
+        try:
+            take(LOGIN_LIMIT_PER_ACCOUNT, account, "Too many failed sign-ins for this account: wait a minute "
+                 "and try again, or reset your password.")
+        except LimitReached:
+            give_back(LOGIN_LIMIT_PER_IP, ip)
+            raise
         user = auth.find_user(web_session, form.email.data)
         if auth.verify_password(user, form.password.data) and user.is_active:
+            give_back(LOGIN_LIMIT_PER_IP, ip)
+            give_back(LOGIN_LIMIT_PER_ACCOUNT, account)
             auth.record_sign_in(web_session, user)
             web_session.commit()
             session.clear()  # a new session, with a new CSRF secret, for the signed-in user
@@ -122,6 +133,9 @@ def change_password():
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
+        take(RESET_LIMIT_PER_IP, "reset:" + _ip_key(), "Too many reset requests from your network: try again later.")
+        take(RESET_LIMIT_PER_ACCOUNT, "reset:" + _account_key(form.email.data),
+             "Too many reset emails for this address: use the last one we sent, or try again later.")
         user = auth.find_user(web_session, form.email.data)
         if user is not None and user.is_active:
             token = auth.make_reset_token(user)

@@ -11,7 +11,7 @@ from wtforms import EmailField, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length
 
 from saas.db import web_session
-from saas.extensions import limiter
+from saas.limits import take
 from saas.outbox import queue_email
 from saas.settings import get_settings
 
@@ -48,8 +48,6 @@ def _idempotency_key(form: ContactForm) -> str:
 
 
 @bp.route("/contact", methods=["GET", "POST"])
-@limiter.limit(CONTACT_LIMIT, key_func=client_key, methods=["POST"],
-               deduct_when=lambda response: response.status_code == 302)
 def form():
     form = ContactForm()
     if request.method == "GET":
@@ -60,6 +58,8 @@ def form():
             form.email.data = form.email.data or current_user.email
             form.name.data = form.name.data or current_user.name
     if form.validate_on_submit():
+        take(CONTACT_LIMIT, "contact:" + client_key(), "That was too quick after the last one: please wait "
+             "a little between messages.")
         if not form.website.data:  # a filled honeypot gets the same answer and nothing is written
             queue_email(web_session, key=_idempotency_key(form), kind="contact", to=support_address(),
                         reply_to=form.email.data.strip(), template="contact",

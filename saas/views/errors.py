@@ -7,6 +7,8 @@ import time
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 
+from saas.limits import LimitReached
+
 MESSAGES = {
     400: ("Bad request", "Something in that request was not right."),
     403: ("Not allowed", "Your account does not have access to this page."),
@@ -52,6 +54,8 @@ def init_app(app) -> None:
 
     @app.errorhandler(429)
     def too_many(exc):
+        if isinstance(exc, LimitReached):
+            return render_error(429, exc.description, retry_after=exc.retry_after)
         limit = getattr(exc, "limit", None)  # a limit declared with its own error_message says why
         reason = exc.description if limit is not None and limit.error_message else (
             "That was too quick after the last one: please wait a little between requests.")

@@ -11,6 +11,9 @@ from sqlalchemy import func, select
 
 from saas.db import session_scope
 from saas.models import User
+from saas.outbox import OutboxMessage
+from saas.views.auth import LOGIN_LIMIT_PER_ACCOUNT, RESET_LIMIT_PER_ACCOUNT, SIGNUP_LIMIT_PER_IP
+from saas.views.contact import CONTACT_LIMIT
 from tests.conftest import PASSWORD
 
 N = 10
@@ -43,10 +46,51 @@ def test_simultaneous_sign_ups_for_one_address_make_one_account_and_no_error(liv
             "confirm": "correct-horse-42"})
         for s, token in forms])
     codes = sorted(r.status_code for r in responses)
-    assert codes == [302] + [400] * (N - 1), codes
+    allowed = int(SIGNUP_LIMIT_PER_IP.split()[0])  # one address: the sign-up limit answers the rest
+    assert codes == [302] + [400] * (allowed - 1) + [429] * (N - allowed), codes
     assert all("already exists" in r.text for r in responses if r.status_code == 400)
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(User).where(User.email == "twin@example.com")) == 1
+
+
+def test_thirty_simultaneous_sign_ins_to_one_account_check_at_most_the_limit(live_server, make_user):
+    make_user(email="ana@example.com")
+    forms = [form_session(live_server, "/login") for _ in range(30)]
+    responses = all_at_once([
+        lambda s=s, t=t, n=n: s.post(live_server + "/login", allow_redirects=False, timeout=60, data={
+            "csrf_token": t, "email": "ana@example.com", "password": PASSWORD if n == 29 else f"wrong-{n}-password"})
+        for n, (s, t) in enumerate(forms)])
+    codes = [r.status_code for r in responses]
+    limit = int(LOGIN_LIMIT_PER_ACCOUNT.split()[0])
+    assert codes.count(429) >= 30 - limit and len(codes) - codes.count(429) <= limit, codes
+
+
+def test_twenty_simultaneous_contact_posts_from_one_address_send_one(live_server, mail):
+    assert CONTACT_LIMIT == "1 per 10 seconds"
+    forms = [form_session(live_server, "/contact") for _ in range(20)]
+    responses = all_at_once([
+        lambda s=s, t=t, n=n: s.post(live_server + "/contact", allow_redirects=False, timeout=60, data={
+            "csrf_token": t, "name": "Vi", "email": "vi@example.com", "subject": f"Hello {n}",
+            "message": "A question about my plan.", "submission": f"sub-{n}", "website": ""})
+        for n, (s, t) in enumerate(forms)])
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [302] + [429] * 19, codes
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "contact")) == 1
+
+
+def test_ten_simultaneous_reset_requests_for_one_account_send_at_most_the_limit(live_server, make_user, mail):
+    make_user(email="ana@example.com")
+    forms = [form_session(live_server, "/password/forgot") for _ in range(N)]
+    responses = all_at_once([
+        lambda s=s, t=t: s.post(live_server + "/password/forgot", allow_redirects=False, timeout=60,
+                                data={"csrf_token": t, "email": "ana@example.com"})
+        for s, t in forms])
+    limit = int(RESET_LIMIT_PER_ACCOUNT.split()[0])
+    assert sorted(r.status_code for r in responses) == [302] * limit + [429] * (N - limit)
+    with session_scope() as s:  # links made in the same second are one email (same outbox key)
+        assert 1 <= s.scalar(select(func.count()).select_from(OutboxMessage)
+                             .where(OutboxMessage.kind == "password-reset")) <= limit
 
 
 def test_a_reset_link_used_ten_times_at_once_sets_the_password_once(live_server, make_user, mail, app):
