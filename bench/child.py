@@ -1,4 +1,4 @@
-"""`python -m bench.child JOB [--cold]`: run one nightly job in a fresh process, print seconds and peak RSS.
+"""`python -m bench.child JOB SLOT [--cold]`: run one nightly job's slot in a fresh process, print seconds and peak RSS.
 
 A child per run, so its peak resident memory (VmHWM) is the job's own plus the interpreter and
 imports, which are reported separately as the baseline.
@@ -20,7 +20,7 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def warm_up(name: str) -> None:
+def warm_up(name: str, slot) -> None:
     """What a Celery worker has when a nightly task arrives: the database pool, the broker
     connection (it has published before), and the job's statements compiled by an earlier
     night. The earlier night is a dry run of the job on the same data (it reads what the job
@@ -42,17 +42,17 @@ def warm_up(name: str) -> None:
     app.send_task(DELIVER_TASK)
     from scheduled.runner import run_job
 
-    run_job(name, dry_run=True)
+    run_job(name, slot=slot, dry_run=True)
 
 
-def main(name: str, cold: bool = False) -> None:
+def main(name: str, slot, cold: bool = False) -> None:
     from scheduled.runner import run_job
 
     if not cold:
-        warm_up(name)
+        warm_up(name, slot)
     baseline = _status_mb("VmRSS")
     start = time.perf_counter()
-    run = run_job(name)
+    run = run_job(name, slot=slot)
     elapsed = time.perf_counter() - start
     if run is None or run.status != "succeeded":
         raise SystemExit(f"{name}: run {'not claimed' if run is None else run.status}: {getattr(run, 'error', '')}")
@@ -62,4 +62,6 @@ def main(name: str, cold: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], cold="--cold" in sys.argv[2:])
+    from datetime import datetime
+
+    main(sys.argv[1], datetime.fromisoformat(sys.argv[2]), cold="--cold" in sys.argv[3:])

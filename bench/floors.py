@@ -7,6 +7,7 @@ jsonb_build_object() in SQL. The Stripe-deletion tasks the purge enqueues are le
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 FLAG = [
     "UPDATE cards SET is_expiring = false WHERE is_expiring AND NOT (is_default AND expires_on <= %(horizon)s)",
@@ -110,14 +111,21 @@ STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
               "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
 
 
-def slot_day(job: str, settings):
-    """The local date of the job's newest slot: the `today` a run of it now works on (before 06:00,
-    finance-summary's newest slot is yesterday's), so the floor and the naive loop take the same day."""
-    from datetime import datetime, timezone
+_STARTED = datetime.now(timezone.utc)  # one moment for the whole bench run
 
+
+def job_slot(job: str, settings) -> datetime:
+    """The job's newest slot when the bench started: the job's runs, its floor and its naive loop all
+    work on this one, even when the run crosses midnight."""
     from scheduled.slots import latest_slot
 
-    return latest_slot(settings.schedules[job], settings.tz, datetime.now(timezone.utc)).astimezone(settings.tz).date()
+    return latest_slot(settings.schedules[job], settings.tz, _STARTED)
+
+
+def slot_day(job: str, settings):
+    """The local date of that slot: the `today` the job works on (before 06:00, finance-summary's
+    newest slot is yesterday's), so the floor and the naive loop take the same day."""
+    return job_slot(job, settings).astimezone(settings.tz).date()
 
 
 def params(today, settings) -> dict:

@@ -27,8 +27,13 @@ def run_in_child(job: str, cold: bool = False) -> dict:
     """The job through scheduled.runner.run_job in a fresh process: seconds, peak RSS, counts.
 
     Timed like a worker's run (connected, templates loaded) unless `cold`: then the timing also
-    holds the process's first database and broker connections and template compilation."""
-    out = subprocess.run([sys.executable, "-m", "bench.child", job, *(["--cold"] if cold else [])],
+    holds the process's first database and broker connections and template compilation. The slot
+    is the one the bench started in (bench.floors.job_slot), the floor's too."""
+    from bench.floors import job_slot
+    from saas.settings import get_settings
+
+    slot = job_slot(job, get_settings()).isoformat()
+    out = subprocess.run([sys.executable, "-m", "bench.child", job, slot, *(["--cold"] if cold else [])],
                          capture_output=True, text=True,
                          env=os.environ.copy(), timeout=3600)
     if out.returncode != 0:

@@ -64,9 +64,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from saas import activity, auth, input_guard
+    from saas import activity, auth, input_guard, security_headers
 
     input_guard.init_app(app)
+    security_headers.init_app(app)
     auth.init_app(app)
     activity.init_app(app)
 

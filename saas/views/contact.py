@@ -8,12 +8,13 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Length
 
 from saas.db import web_session
 from saas.limits import take
 from saas.outbox import queue_email
 from saas.settings import get_settings
+from saas.views.forms import sendable_email
 
 bp = Blueprint("contact", __name__)
 CONTACT_LIMIT = "1 per 10 seconds"
@@ -21,7 +22,7 @@ CONTACT_LIMIT = "1 per 10 seconds"
 
 class ContactForm(FlaskForm):
     name = StringField("Your name", validators=[Length(max=200)])
-    email = EmailField("Your email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)])
+    email = EmailField("Your email", validators=[DataRequired(), Length(max=320), sendable_email])
     subject = StringField("Subject", validators=[DataRequired(), Length(max=200)])
     message = TextAreaField("Message", validators=[DataRequired(), Length(min=10, max=5000)])
     # A fresh token per page view: a resubmitted form (refresh, double click) queues one email.

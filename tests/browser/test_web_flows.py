@@ -110,3 +110,25 @@ def test_second_quick_contact_post_gets_the_429_page(page):
     send("Second")
     expect(page.get_by_role("heading", name="Too many requests")).to_be_visible()
     expect(page.locator(".retry")).to_contain_text(re.compile(r"Try again in \d+ seconds?"))
+
+
+PAGES = {"anonymous": ["/login", "/signup", "/contact", "/password/forgot"],
+         "subscriber": ["/dashboard", "/billing", "/billing/card", "/contact", "/account/password"],
+         "admin": ["/admin/dormant", "/admin/jobs", "/admin/outbox", "/admin/audit", "/dev/mail"],
+         "finance": ["/finance/reports"]}
+
+
+@pytest.mark.parametrize("role", list(PAGES))
+def test_no_page_breaks_its_content_security_policy(page, make_user, role):
+    """Chromium reports every CSP violation on the console; none on any page (no inline script)."""
+    violations = []
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    if role != "anonymous":
+        make_user(email=f"{role}@example.com", role=role)
+        sign_in(page, f"{role}@example.com")
+    for path in PAGES[role]:
+        response = page.goto(path)
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"], path
+        page.wait_for_load_state("networkidle")
+    assert violations == []

@@ -54,3 +54,26 @@ def test_health_probes_answer_any_host(services):
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production",
                                          "APP_URL": "https://billing.example.com"}))
     assert prod.test_client().get("/healthz", headers={"Host": "10.0.0.7:8000"}).status_code == 200
+
+
+def test_security_headers_on_every_response_and_no_store_when_signed_in(client, make_user, auth):
+    anonymous = client.get("/login")
+    for name, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                        ("Referrer-Policy", "strict-origin-when-cross-origin")):
+        assert anonymous.headers[name] == value
+    csp = anonymous.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert "no-store" not in anonymous.headers.get("Cache-Control", "")
+    assert "Strict-Transport-Security" not in anonymous.headers  # plain-HTTP loopback in dev and test
+    make_user(email="ana@example.com")
+    auth.login("ana@example.com")
+    assert client.get("/dashboard").headers["Cache-Control"] == "no-store"
+
+
+def test_production_sends_hsts(services):
+    from saas.app import create_app
+    from saas.settings import Settings
+
+    app_url = "https://billing.example.com"
+    prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production", "APP_URL": app_url}))
+    assert prod.test_client().get("/login", base_url=app_url).headers["Strict-Transport-Security"].startswith("max-age=")

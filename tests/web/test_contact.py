@@ -135,3 +135,14 @@ def test_csrf_is_enforced(csrf_app):
     response = csrf_app.test_client().post("/contact", data=GOOD)
     assert response.status_code == 400 and b"The form expired" in response.data
     assert outbox_rows() == []
+
+
+def test_an_international_address_is_refused_clearly_or_sent_in_ascii(client, sent, mail):
+    """Non-ASCII before the @ cannot go into Reply-To everywhere: the form says so and keeps the
+    text; an international domain is kept in punycode, a Reply-To any server carries."""
+    refused = client.post("/contact", data={**GOOD, "email": "josé@example.com"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "plain letters" in page and GOOD["message"] in page
+    assert client.post("/contact", data={**GOOD, "email": "ana@bücher.example"}).status_code == 302
+    with session_scope() as s:
+        assert s.scalar(select(OutboxMessage.reply_to)) == "ana@xn--bcher-kva.example"
