@@ -151,19 +151,22 @@ def forgot_password():
     return render_template("auth/forgot_password.html", form=form), status
 
 
+def _link_not_usable():
+    flash("That reset link is invalid, expired or already used. Ask for a new one.", "error")
+    return redirect(url_for("auth.forgot_password"))
+
+
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_password(token: str):
     user = auth.user_for_reset_token(web_session, token)
     if user is None:
-        flash("That reset link is invalid, expired or already used. Ask for a new one.", "error")
-        return redirect(url_for("auth.forgot_password"))
+        return _link_not_usable()
     form = ResetPasswordForm()
     if form.validate_on_submit():
         user = auth.user_for_reset_token(web_session, token, claim=True)
         if user is None:  # a simultaneous use of the same link won
             web_session.rollback()
-            flash("That reset link is invalid, expired or already used. Ask for a new one.", "error")
-            return redirect(url_for("auth.forgot_password"))
+            return _link_not_usable()
         auth.set_password(user, form.password.data)
         auth.record_sign_in(web_session, user)
         web_session.commit()

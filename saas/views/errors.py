@@ -1,9 +1,6 @@
 """Error pages in the app's own style; JSON for API callers."""
 from __future__ import annotations
 
-import math
-import time
-
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 
@@ -37,16 +34,6 @@ def render_error(code: int, detail: str | None = None, retry_after: int | None =
     return body, code, headers
 
 
-def seconds_until_retry() -> int:
-    """Seconds until the breached limit's window resets (at least 1)."""
-    from saas.extensions import limiter
-
-    current = limiter.current_limit
-    if current is None:
-        return 1
-    return max(1, math.ceil(current.reset_at - time.time()))
-
-
 def init_app(app) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
@@ -54,12 +41,10 @@ def init_app(app) -> None:
 
     @app.errorhandler(429)
     def too_many(exc):
+        """Every limit is counted by saas.limits, whose refusal says why and when to come back."""
         if isinstance(exc, LimitReached):
             return render_error(429, exc.description, retry_after=exc.retry_after)
-        limit = getattr(exc, "limit", None)  # a limit declared with its own error_message says why
-        reason = exc.description if limit is not None and limit.error_message else (
-            "That was too quick after the last one: please wait a little between requests.")
-        return render_error(429, reason, retry_after=seconds_until_retry())
+        return render_error(429)
 
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, lambda exc, code=code: render_error(code, _detail(exc, code)))
