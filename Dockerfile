@@ -16,7 +16,7 @@ deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 subprocess.check_call([sys.executable, '-m', 'pip', 'install', *deps])"
 
 # The whole source tree: the app reads templates/ and migrations/ from the repository root
-# (saas.settings.ROOT), so the project is installed in place, not copied into site-packages.
+# (saas.core.settings.ROOT), so the project is installed in place, not copied into site-packages.
 COPY . .
 RUN pip install --no-deps --editable . \
     && python -m compileall -q saas billing scheduled migrations \
@@ -29,6 +29,6 @@ USER saas
 EXPOSE 8000
 
 # Gunicorn's factory syntax: every worker process builds its own app from the environment.
-CMD ["gunicorn", "saas.app:create_app()", "--bind", "0.0.0.0:8000", "--workers", "2", \
+CMD ["gunicorn", "saas.web.app:create_app()", "--bind", "0.0.0.0:8000", "--workers", "2", \
      "--worker-class", "gthread", "--threads", "4", "--worker-tmp-dir", "/dev/shm", \
      "--access-logfile", "-", "--graceful-timeout", "30"]

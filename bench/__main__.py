@@ -7,6 +7,14 @@ import platform
 import sys
 import time
 
+from bench.email import bench_email
+from bench.harness import Harness
+from bench.jobs import bench_first_night, bench_jobs
+from bench.report import Report
+from bench.scale import bench_scale
+from bench.seed import seed_template
+from bench.web import bench_web
+
 PARTS = ("jobs", "firstnight", "scale", "web", "email", "traffic")
 
 
@@ -32,9 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.harness import Harness
-    from bench.report import Report
-
     report = Report()
     report.meta = {"argv": sys.argv[1:], "users": args.users, "repeat": args.repeat, "cpus": os.cpu_count(),
                    "python": platform.python_version(), "machine": platform.platform(),
@@ -43,29 +48,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs", flush=True)
     with Harness() as harness:
         if "email" in args.parts:
-            from bench.email import bench_email
-
             bench_email(harness, report, args.repeat, messages=min(2000, max(200, args.users // 10)))
         needs_seed = any(p in args.parts for p in ("jobs", "web", "traffic"))
         if needs_seed:
-            from bench.seed import seed_template
-
             seed_template(harness, report, args.users)
         if "jobs" in args.parts:
-            from bench.jobs import bench_jobs
-
             bench_jobs(harness, report, args.repeat)
         if "firstnight" in args.parts:
-            from bench.jobs import bench_first_night
-
             bench_first_night(harness, report, args.users, args.repeat)
         if "scale" in args.parts:
-            from bench.scale import bench_scale
-
             bench_scale(harness, report, args.users, args.repeat)
         if "web" in args.parts or "traffic" in args.parts:
-            from bench.web import bench_web
-
             bench_web(harness, report, args, traffic="traffic" in args.parts, web="web" in args.parts)
     report.summary()
     if args.json:

@@ -8,6 +8,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
+
+from sqlalchemy import text
+
+from saas.core import runtime
+from saas.core.db import get_engine
+from saas.core.outbox.delivery import deliver_outbox
+from saas.core.queue import app, enqueue
+from saas.core.settings import Settings
+from scheduled.runner import run_job
 
 
 def _status_mb(field: str) -> float:
@@ -20,39 +30,29 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def warm_up(name: str, slot) -> None:
+def warm_up(name: str, slot: datetime, settings: Settings) -> None:
     """What a Celery worker has when a nightly task arrives: the database pool, the broker
     connection (it has published before), and the job's statements compiled by an earlier
     night. The earlier night is a dry run of the job on the same data (it reads what the job
     reads and rolls its writes back), so PostgreSQL's caches are warm too; the floor gets the
     same treatment (a rolled-back pass before its timed one). `--cold` times a fresh process."""
-    from sqlalchemy import text
-
-    from saas.db import get_engine
-    from scheduled.celery_app import app
-
     with get_engine().connect() as conn:
         conn.execute(text("SELECT 1"))
     with app.producer_or_acquire() as producer:
         producer.connection.ensure_connection()
     # A worker has published before (the outbox enqueues a delivery after every commit that
     # queues an email), so the broker's queue is already declared on its connection.
-    from saas.outbox import DELIVER_TASK
-
-    app.send_task(DELIVER_TASK)
-    from scheduled.runner import run_job
-
-    run_job(name, slot=slot, dry_run=True)
+    enqueue(deliver_outbox)
+    run_job(name, settings, slot=slot, dry_run=True)
 
 
-def main(name: str, slot, cold: bool = False) -> None:
-    from scheduled.runner import run_job
-
+def main(name: str, slot: datetime, cold: bool = False) -> None:
+    settings = runtime.configure(Settings.from_env())  # the entry point: the parent's environment
     if not cold:
-        warm_up(name, slot)
+        warm_up(name, slot, settings)
     baseline = _status_mb("VmRSS")
     start = time.perf_counter()
-    run = run_job(name, slot=slot)
+    run = run_job(name, settings, slot=slot)
     elapsed = time.perf_counter() - start
     if run is None or run.status != "succeeded":
         raise SystemExit(f"{name}: run {'not claimed' if run is None else run.status}: {getattr(run, 'error', '')}")
@@ -62,6 +62,4 @@ def main(name: str, slot, cold: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    from datetime import datetime
-
     main(sys.argv[1], datetime.fromisoformat(sys.argv[2]), cold="--cold" in sys.argv[3:])

@@ -1,10 +1,18 @@
 """Part 4: outbox rows delivered per second, against bare smtplib on one connection."""
 from __future__ import annotations
 
+import json
 import smtplib
 import time
+from email.message import EmailMessage
+
+from sqlalchemy import text
 
 from bench.report import Report, ratio
+from saas.core import runtime
+from saas.core.db import get_engine
+from saas.core.mail import render_email
+from saas.core.outbox.delivery import claim_batch, deliver_rows
 
 MESSAGES = 2000
 
@@ -15,12 +23,6 @@ CONTEXT = {"name": "Bench Person", "email": "bench@example.com", "subject": "Ben
 
 def _fill_outbox(n: int) -> None:
     """n pending contact emails (template and context, as queue_email writes them), in one statement."""
-    import json
-
-    from sqlalchemy import text
-
-    from saas.db import get_engine
-
     with get_engine().begin() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
         conn.execute(text("""
@@ -32,15 +34,14 @@ def _fill_outbox(n: int) -> None:
 
 
 def run_outbox(n: int) -> float:
-    """Deliver n rows through scheduled.delivery (claim_batch + deliver_rows, which renders each
+    """Deliver n rows through saas.core.outbox.delivery (claim_batch + deliver_rows, which renders each
     row as it sends it); returns seconds."""
-    from scheduled.delivery import claim_batch, deliver_rows
-
+    settings = runtime.settings()
     _fill_outbox(n)
     sent = 0
     start = time.perf_counter()
     while rows := claim_batch("bench"):
-        sent += deliver_rows(rows)[0]
+        sent += deliver_rows(rows, settings)[0]
     elapsed = time.perf_counter() - start
     if sent != n:
         raise RuntimeError(f"outbox delivery sent {sent} of {n} messages")
@@ -50,12 +51,7 @@ def run_outbox(n: int) -> float:
 def run_bare(n: int) -> float:
     """The floor: the same messages, built and sent by smtplib on one connection, no database
     (rendered once, before the timer)."""
-    from email.message import EmailMessage
-
-    from saas.mail import render_email
-    from saas.settings import get_settings
-
-    settings = get_settings()
+    settings = runtime.settings()
     subject, body, html = render_email("contact", CONTEXT)
     host, port = settings.smtp_url.removeprefix("smtp://").split(":")
     start = time.perf_counter()

@@ -6,8 +6,16 @@ jsonb_build_object() in SQL. The Stripe-deletion tasks the purge enqueues are le
 """
 from __future__ import annotations
 
+import calendar
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+
+import psycopg
+
+from billing.expiry import expiring_horizon
+from billing.finance import periods_for
+from saas.core.slots import latest_slot
 
 FLAG = [
     "UPDATE cards SET is_expiring = false WHERE is_expiring AND NOT (is_default AND expires_on <= %(horizon)s)",
@@ -72,14 +80,14 @@ PURGE = [
 FINANCE = [
     """WITH p AS (SELECT %(start)s::timestamptz AS s, %(end)s::timestamptz AS e),
        figures AS (SELECT jsonb_build_object(
-         'mrr', (SELECT sum(CASE WHEN interval = 'year' THEN amount_cents / 12.0 ELSE amount_cents END)
+         'mrr', (SELECT sum(CASE WHEN interval = 'year' THEN (amount_cents + 6) / 12 ELSE amount_cents END)
                  FROM subscriptions WHERE status IN ('active', 'past_due')),
          'movements', (SELECT jsonb_object_agg(kind, d) FROM (SELECT kind, sum(mrr_after_cents - mrr_before_cents) d
                        FROM mrr_movements, p WHERE at >= p.s AND at < p.e GROUP BY kind) m),
          'failed', (SELECT count(*) FROM invoices, p WHERE first_failed_at >= p.s AND first_failed_at < p.e),
          'recovered', (SELECT count(*) FROM invoices, p WHERE paid_at >= p.s AND paid_at < p.e
                        AND first_failed_at IS NOT NULL AND first_failed_at < paid_at),
-         'at_risk', (SELECT sum(CASE WHEN interval = 'year' THEN amount_cents / 12.0 ELSE amount_cents END)
+         'at_risk', (SELECT sum(CASE WHEN interval = 'year' THEN (amount_cents + 6) / 12 ELSE amount_cents END)
                      FROM subscriptions WHERE status IN ('active', 'past_due') AND user_id IN (
                        SELECT c.user_id FROM cards c JOIN users u ON u.id = c.user_id
                        WHERE c.is_default AND c.expires_on >= %(today)s AND c.expires_on <= %(horizon)s
@@ -111,14 +119,12 @@ STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
               "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
 
 
-_STARTED = datetime.now(timezone.utc)  # one moment for the whole bench run
+_STARTED = datetime.now(UTC)  # one moment for the whole bench run
 
 
 def job_slot(job: str, settings) -> datetime:
     """The job's newest slot when the bench started: the job's runs, its floor and its naive loop all
     work on this one, even when the run crosses midnight."""
-    from scheduled.slots import latest_slot
-
     return latest_slot(settings.schedules[job], settings.tz, _STARTED)
 
 
@@ -131,12 +137,6 @@ def slot_day(job: str, settings):
 def params(today, settings) -> dict:
     """The values the floors' statements take for `today`; finance-summary runs once per period of
     the job's own `periods_for` (two on the 1st of a month), so job and floor do the same work."""
-    import calendar
-    from datetime import datetime, time as dtime, timedelta
-
-    from billing.expiry import expiring_horizon
-    from scheduled.jobs.finance_summary import periods_for
-
     tz = settings.tz
     cutoff_month = today.month - settings.inactive_after_months
     year, month = today.year + (cutoff_month - 1) // 12, (cutoff_month - 1) % 12 + 1
@@ -160,8 +160,6 @@ def _passes(job: str, values: dict) -> list[dict]:
 def run_floor(database_url: str, job: str, values: dict) -> float:
     """Run the job's statements in one transaction; returns seconds. Warm like the job: connected,
     and after a first pass over the same statements that is rolled back."""
-    import psycopg
-
     passes = _passes(job, values)
     with psycopg.connect(database_url) as conn:
         with conn.transaction(force_rollback=True):

@@ -11,6 +11,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psycopg
+import redis
+
+from bench.sink import start_sink
+from saas.core import runtime
+from saas.core.db import reset_engines
+from saas.core.migrate import upgrade
+from saas.core.settings import Settings
+from saas.dev.embedded import ensure_database, free_port, start_postgres, start_redis
+
 WORK_DB = "bench"
 TEMPLATE_DB = "bench_seed"
 
@@ -25,10 +35,7 @@ class Harness:
         self.services: list = []
         self.sinks: list = []
 
-    def __enter__(self) -> "Harness":
-        from bench.sink import start_sink
-        from saas.embedded import free_port, start_postgres, start_redis
-
+    def __enter__(self) -> Harness:
         pg = start_postgres(self.workdir / "pg", free_port(), database=TEMPLATE_DB)
         self.services.append(pg)
         self.admin_url = pg.url.rsplit("/", 1)[0] + "/postgres"
@@ -47,17 +54,13 @@ class Harness:
             FINANCE_EMAILS="finance@example.com", ADMIN_EMAILS="admin@example.com",
         )
         self._reload()
-        from saas.migrate import upgrade
-
-        upgrade()
+        upgrade(self.template_url)
         return self
 
     def _reload(self) -> None:
-        from saas.db import reset_engines
-        from saas.settings import get_settings
-
-        get_settings.cache_clear()
+        """Drop pooled connections and configure the process from the environment (as an entry point does)."""
         reset_engines()
+        runtime.configure(Settings.from_env())
 
     def use_template(self) -> None:
         """Point DATABASE_URL at the template database (to seed it)."""
@@ -69,17 +72,12 @@ class Harness:
 
     def create_database(self, name: str) -> str:
         """An empty, migrated database `name` (for a second data set, e.g. part 2's)."""
-        from saas.embedded import ensure_database
-        from saas.migrate import upgrade
-
         ensure_database(self.admin_url, name)
         upgrade(self.url_of(name))
         return self.url_of(name)
 
     def fresh_copy(self, template: str = TEMPLATE_DB) -> str:
         """Replace the work database with a copy of `template`; point DATABASE_URL at it."""
-        import psycopg
-
         self._reload()  # no pooled connection may hold either database open
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{WORK_DB}" WITH (FORCE)')
@@ -89,13 +87,9 @@ class Harness:
         return self.database_url
 
     def clear_redis(self) -> None:
-        import redis
-
         redis.Redis.from_url(self.redis_url).flushall()
 
     def __exit__(self, *exc) -> None:
-        from saas.db import reset_engines
-
         reset_engines()
         for proc in self.sinks:
             proc.terminate()

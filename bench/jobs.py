@@ -6,7 +6,15 @@ import os
 import subprocess
 import sys
 
+import psycopg
+from psycopg.rows import dict_row
+
+from bench.floors import job_slot, params, run_floor, slot_day
+from bench.naive import SAMPLE, run_naive
 from bench.report import Report, ratio
+from bench.seed import seed
+from saas.core import runtime
+from saas.core.db import reset_engines
 
 ORDER = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary")
 SHORT = {"flag-expiring-cards": "flag", "remind-inactive-users": "remind",
@@ -29,10 +37,7 @@ def run_in_child(job: str, cold: bool = False) -> dict:
     Timed like a worker's run (connected, templates loaded) unless `cold`: then the timing also
     holds the process's first database and broker connections and template compilation. The slot
     is the one the bench started in (bench.floors.job_slot), the floor's too."""
-    from bench.floors import job_slot
-    from saas.settings import get_settings
-
-    slot = job_slot(job, get_settings()).isoformat()
+    slot = job_slot(job, runtime.settings()).isoformat()
     out = subprocess.run([sys.executable, "-m", "bench.child", job, slot, *(["--cold"] if cold else [])],
                          capture_output=True, text=True,
                          env=os.environ.copy(), timeout=3600)
@@ -42,18 +47,11 @@ def run_in_child(job: str, cold: bool = False) -> dict:
 
 
 def fingerprint(database_url: str) -> dict:
-    import psycopg
-    from psycopg.rows import dict_row
-
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         return conn.execute(FINGERPRINT).fetchone()
 
 
 def bench_jobs(harness, report: Report, repeat: int) -> None:
-    from bench.floors import params, run_floor, slot_day
-    from bench.naive import SAMPLE, run_naive
-    from saas.settings import get_settings
-
     report.section("Nightly jobs: the job (child process, via run_job; warm like a worker, and cold) | bare SQL floor | naive ORM loop "
                    f"({SAMPLE:,}-row sample, extrapolated); each variant on a fresh copy of the same data")
     for rep in range(repeat):
@@ -72,7 +70,7 @@ def bench_jobs(harness, report: Report, repeat: int) -> None:
         harness.clear_redis()
         for job in ORDER:
             report.add(f"jobs.{SHORT[job]}.job_cold", "s", run_in_child(job, cold=True)["seconds"])
-        settings = get_settings()
+        settings = runtime.settings()
         url = harness.fresh_copy()
         for job in ORDER:
             report.add(f"jobs.{SHORT[job]}.floor", "s", run_floor(url, job, params(slot_day(job, settings), settings)))
@@ -104,12 +102,6 @@ def bench_jobs(harness, report: Report, repeat: int) -> None:
 
 def bench_first_night(harness, report: Report, users: int, repeat: int) -> None:
     """The night nothing has run before: every expiring card and inactive user is work."""
-    from bench.floors import params, run_floor, slot_day
-    from bench.naive import run_naive
-    from bench.seed import seed
-    from saas.db import reset_engines
-    from saas.settings import get_settings
-
     report.section("First night (no job ever ran: every expiring default card is flagged and warned, every "
                    "inactive user warned): the job | floor | naive loop, as above")
     counts = seed(harness.create_database("bench_first_night"), users, first_night=True)
@@ -121,7 +113,7 @@ def bench_first_night(harness, report: Report, users: int, repeat: int) -> None:
         harness.clear_redis()
         for job in jobs:
             report.add(f"first.{SHORT[job]}.job", "s", run_in_child(job)["seconds"])
-        settings = get_settings()
+        settings = runtime.settings()
         url = harness.fresh_copy("bench_first_night")
         for job in jobs:
             report.add(f"first.{SHORT[job]}.floor", "s", run_floor(url, job, params(slot_day(job, settings), settings)))

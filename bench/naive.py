@@ -7,19 +7,21 @@ row is comparable; only the shape differs.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text
+
+from billing.expiry import is_card_expiring
+from billing.models import Card, Invoice, MrrMovement, Subscription
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
+from saas.core.outbox import OutboxMessage, queue_email
+from scheduled.dormancy import protection_reason
 
 SAMPLE = 20_000
 
 
 def _flag(session, today, settings, sample):
-    from sqlalchemy import select
-
-    from billing.expiry import is_card_expiring
-    from billing.models import Card
-    from saas.models import User
-    from saas.outbox import OutboxMessage, queue_email
-
     for card in session.scalars(select(Card).order_by(Card.id).limit(sample)).all():
         should = card.is_default and is_card_expiring(card.exp_month, card.exp_year, today, settings.card_expiring_days)
         if card.is_expiring != should:
@@ -37,19 +39,14 @@ def _flag(session, today, settings, sample):
 
 
 def _remind(session, today, settings, sample):
-    from sqlalchemy import select
-
-    from saas.models import User
-    from saas.outbox import queue_email
-
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cutoff = now - timedelta(days=182)
     for user in session.scalars(select(User).order_by(User.id).limit(sample)).all():
         if (user.role == "subscriber" and user.purged_at is None and user.purge_exempt_reason is None
                 and user.last_seen_at < cutoff
                 and (user.inactive_warned_at is None or user.inactive_warned_at < user.last_seen_at)):
             user.inactive_warned_at, user.purge_due_at = now, now + timedelta(days=settings.purge_grace_days)
-            queue_email(session, key=f"inactive-warning:{user.id}:{user.last_seen_at.astimezone(timezone.utc).isoformat(timespec='microseconds')}",
+            queue_email(session, key=f"inactive-warning:{user.id}:{user.last_seen_at.astimezone(UTC).isoformat(timespec='microseconds')}",
                         kind="inactive-warning", to=user.email, template="inactive_warning", user_id=user.id,
                         context={"name": user.name, "last_seen_on": user.last_seen_at.date().isoformat(),
                                  "purge_on": user.purge_due_at.date().isoformat(),
@@ -58,13 +55,7 @@ def _remind(session, today, settings, sample):
 
 
 def _purge(session, today, settings, sample):
-    from sqlalchemy import select
-
-    from billing.models import Card, Invoice
-    from saas.models import AuditLog, User
-    from scheduled.jobs.purge_dormant_accounts import protection_reason
-
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for user in session.scalars(select(User).order_by(User.id).limit(sample)).all():
         if not (user.role == "subscriber" and user.purged_at is None and user.inactive_warned_at is not None
                 and user.last_seen_at < user.inactive_warned_at and user.purge_exempt_reason is None
@@ -85,10 +76,6 @@ def _purge(session, today, settings, sample):
 
 def _finance(session, today, settings, sample):
     """Fetch every row it sums through the ORM and add in Python (the sample of each table)."""
-    from sqlalchemy import select
-
-    from billing.models import Card, Invoice, MrrMovement, Subscription
-
     totals: dict[str, float] = {}
     for model in (Subscription, MrrMovement, Invoice, Card):
         for row in session.scalars(select(model).order_by(model.id).limit(sample)):
@@ -102,10 +89,6 @@ LOOPS = {"flag-expiring-cards": (_flag, "cards"), "remind-inactive-users": (_rem
 
 def run_naive(job: str, today, settings, sample: int = SAMPLE) -> tuple[float, float]:
     """(seconds on the sample, seconds extrapolated to the whole table)."""
-    from sqlalchemy import text
-
-    from saas.db import session_scope
-
     loop, table = LOOPS[job]
     with session_scope() as session:
         if table:

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import time
 
+from bench.floors import params, run_floor, slot_day
+from bench.jobs import run_in_child
 from bench.report import Report, ratio
+from bench.seed import seed
+from saas.core import runtime
+from saas.core.db import reset_engines
 
 TO_FLAG = 1000
 
 
 def bench_scale(harness, report: Report, users: int, repeat: int) -> None:
-    from bench.floors import params, run_floor, slot_day
-    from bench.jobs import run_in_child
-    from bench.seed import seed
-    from saas.db import reset_engines
-    from saas.settings import get_settings
-
     sizes = {"small": users, "large": users * 10}
     report.section(f"Cost follows the work: flag-expiring-cards over {users:,} and {users * 10:,} users' cards, "
                    f"{TO_FLAG:,} cards to flag in both")
@@ -24,7 +23,7 @@ def bench_scale(harness, report: Report, users: int, repeat: int) -> None:
         reset_engines()
         print(f"  seeded {label}: {counts['cards']:,} cards, {counts['cards_to_flag']:,} to flag; "
               f"{time.perf_counter() - start:.1f}s", flush=True)
-    settings = get_settings()
+    settings = runtime.settings()
     values = params(slot_day("flag-expiring-cards", settings), settings)
     for _ in range(repeat):
         for label in sizes:

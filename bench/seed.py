@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
 
 from bench.report import Report
+from billing.plans import monthly_cents
+from saas.core.accounts import hash_password
+from saas.core.db import reset_engines
 
 SUBSCRIPTION_MIX = (("active", 0.65), ("trialing", 0.07), ("past_due", 0.05), ("canceled", 0.23))
 PLANS = (("starter", 900), ("pro", 2900), ("business", 9900))
@@ -36,7 +41,7 @@ def _months_back(day: date, months: int) -> datetime:
     """Midnight UTC of `day` minus calendar months, clamped to the month's end (PostgreSQL's rule)."""
     index = day.year * 12 + day.month - 1 - months
     year, month = divmod(index, 12)
-    return datetime(year, month + 1, min(day.day, _last_day(year, month + 1).day), tzinfo=timezone.utc)
+    return datetime(year, month + 1, min(day.day, _last_day(year, month + 1).day), tzinfo=UTC)
 
 
 def _pick(rng: random.Random, mix) -> str:
@@ -72,12 +77,8 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
     `first_night`: no job has ever run, so every expiring default card is tonight's to flag and
     warn, and every inactive user tonight's to warn (nobody is warned yet, so nobody is purged).
     """
-    import psycopg
-
-    from saas.auth import hash_password
-
     rng = random.Random(seed_value)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
     horizon = today + timedelta(days=expiring_days)
     last_month_horizon = horizon - timedelta(days=31)
@@ -139,7 +140,7 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
                 sub_rows.append((sub_id, uid, f"sub_{sub_id:012d}", plan, status, amount, "usd", interval,
                                  _ts(now + timedelta(days=rng.uniform(1, 30))), False, _ts(canceled),
                                  _ts(sub_created), _ts(sub_created), 0))
-                mrr = amount // 12 if interval == "year" else amount
+                mrr = monthly_cents(amount, interval)
                 mrr_id += 1
                 mrr_rows.append((mrr_id, sub_id, _ts(sub_created), "new", "usd", 0, mrr))
                 if canceled:
@@ -206,7 +207,7 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
             cur.execute("INSERT INTO job_runs (job, slot, status, dry_run, started_at, heartbeat_at, finished_at, "
                         "attempts, scanned, changed, emails_queued, details) VALUES ('flag-expiring-cards', "
                         "%(slot)s, 'succeeded', false, %(start)s, %(start)s, %(start)s, 1, 0, 0, 0, %(details)s)",
-                        {"slot": datetime.combine(today - timedelta(days=1), datetime.min.time(), timezone.utc),
+                        {"slot": datetime.combine(today - timedelta(days=1), datetime.min.time(), UTC),
                          "start": now - timedelta(days=1),
                          "details": json.dumps({"started": (now - timedelta(days=1)).isoformat()})})
         conn.commit()
@@ -222,8 +223,6 @@ def seed_template(harness, report: Report, users: int) -> dict[str, int]:
     start = time.perf_counter()
     counts = seed(harness.template_url, users)
     elapsed = time.perf_counter() - start
-    from saas.db import reset_engines
-
     reset_engines()
     print("  " + ", ".join(f"{k}={v:,}" for k, v in counts.items()) + f"; {elapsed:.1f}s", flush=True)
     report.meta.setdefault("seed", {})[str(users)] = {**counts, "seconds": round(elapsed, 1)}

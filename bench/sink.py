@@ -12,10 +12,10 @@ import sys
 import threading
 from pathlib import Path
 
+from saas.dev.embedded import MailSink, die_with_parent, port_is_open, wait_for
+
 
 def serve(port: int, maildir: Path, delay: float) -> None:
-    from saas.embedded import MailSink
-
     class SlowSink(MailSink):
         async def handle_DATA(self, server, session, envelope):
             if delay:
@@ -33,8 +33,6 @@ def serve(port: int, maildir: Path, delay: float) -> None:
 
 def start_sink(port: int, maildir: Path, delay: float = 0.0) -> subprocess.Popen:
     """Start the sink process and wait until it accepts connections."""
-    from saas.embedded import die_with_parent, port_is_open, wait_for
-
     proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port), str(maildir), str(delay)],
                             stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
     wait_for(lambda: port_is_open(port), "SMTP sink", proc=proc)

@@ -13,7 +13,16 @@ import sys
 import threading
 import time
 
+import psycopg
+from sqlalchemy import event
+
+from bench.jobs import ORDER, run_in_child
 from bench.report import Report, ratio
+from bench.seed import BENCH_PASSWORD
+from bench.sink import start_sink
+from bench.webapp import create_bench_app
+from saas.core.db import get_engine
+from saas.dev.embedded import free_port, port_is_open, wait_for
 
 CONTACT_LUA = """
 local counter = 0
@@ -73,8 +82,6 @@ class Gunicorn:
     """gunicorn on a free loopback port, with the production worker options (WORKER_ARGS)."""
 
     def __init__(self, app: str, workdir) -> None:
-        from saas.embedded import free_port
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -82,9 +89,7 @@ class Gunicorn:
              "--error-logfile", str(workdir / "gunicorn.log"), app],
             env=os.environ.copy(), stdout=subprocess.DEVNULL)
 
-    def __enter__(self) -> "Gunicorn":
-        from saas.embedded import port_is_open, wait_for
-
+    def __enter__(self) -> Gunicorn:
         wait_for(lambda: port_is_open(self.port), "gunicorn", proc=self.proc)
         subprocess.run(["wrk", "-t1", "-c4", "-d2s", self.url + "/healthz"], capture_output=True)  # warm-up
         return self
@@ -96,8 +101,6 @@ class Gunicorn:
 
 def dashboard_user(database_url: str) -> str:
     """The email of a subscriber whose flagged card shows the expiring-card banner."""
-    import psycopg
-
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT u.email FROM users u JOIN cards c ON c.user_id = u.id AND c.is_default AND c.is_expiring "
@@ -110,13 +113,6 @@ def dashboard_user(database_url: str) -> str:
 
 def session_cookie(email: str) -> tuple[str, int, bool]:
     """Sign in through the real form; the session cookie, the dashboard's query count, the banner shown."""
-    from sqlalchemy import event
-
-    from bench.webapp import create_bench_app
-    from saas.db import get_engine
-
-    from bench.seed import BENCH_PASSWORD
-
     app = create_bench_app()
     client = app.test_client()
     signed_in = client.post("/login", data={"email": email, "password": BENCH_PASSWORD})
@@ -149,9 +145,6 @@ def bench_web(harness, report: Report, args, web: bool, traffic: bool) -> None:
     if not wrk_available():
         report.section("Request path: skipped (wrk is not installed: apt-get install -y wrk)")
         return
-    from bench.sink import start_sink
-    from saas.embedded import free_port
-
     duration, repeat = args.duration, args.repeat
     slow_port = free_port()
     slow_sink = start_sink(slow_port, harness.workdir / "slow-mail", delay=2.0)
@@ -196,10 +189,8 @@ def _bench_requests(harness, report: Report, duration: int, repeat: int) -> None
 
 
 def _bench_traffic(harness, report: Report, duration: int, repeat: int) -> None:
-    from bench.jobs import ORDER, run_in_child
-
     report.section(f"Jobs under traffic: dashboard GET alone, then while the four jobs run ({duration}s windows)")
-    for rep in range(repeat):
+    for _rep in range(repeat):
         url = harness.fresh_copy()
         harness.clear_redis()
         cookie, _queries, _banner = session_cookie(dashboard_user(url))
@@ -207,7 +198,7 @@ def _bench_traffic(harness, report: Report, duration: int, repeat: int) -> None:
             _record(report, "traffic.dashboard_alone", run_wrk(f"{app.url}/dashboard", duration, 4, cookie=cookie))
             elapsed: list[float] = []
 
-            def jobs() -> None:
+            def jobs(elapsed: list[float] = elapsed) -> None:
                 time.sleep(1)
                 start = time.perf_counter()
                 for job in ORDER:

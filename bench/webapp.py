@@ -1,6 +1,6 @@
 """Bench-only WSGI apps for gunicorn: the real app with CSRF off, and the two comparison endpoints.
 
-- `create_bench_app()`: saas.app.create_app() with WTF_CSRF_ENABLED off (wrk cannot fetch a token
+- `create_bench_app()`: saas.web.app.create_app() with WTF_CSRF_ENABLED off (wrk cannot fetch a token
   per request). The rate limit stays ON: each wrk request carries a distinct X-Bench-Client header,
   which a bench-only WSGI wrapper copies into REMOTE_ADDR, so every request is a new visitor and
   still pays the limiter's Redis check. The app itself trusts no forwarding header.
@@ -9,6 +9,18 @@
   Celery saves the request path).
 """
 from __future__ import annotations
+
+import os
+import smtplib
+from email.message import EmailMessage
+
+from flask import Flask, request
+
+from saas.core import runtime
+from saas.core.outbox.delivery import deliver_outbox
+from saas.core.queue import enqueue
+from saas.core.settings import Settings
+from saas.web.app import create_app
 
 
 def _client_from_header(wsgi_app):
@@ -22,8 +34,6 @@ def _client_from_header(wsgi_app):
 
 
 def create_bench_app():
-    from saas.app import create_app
-
     app = create_app()
     app.config.update(WTF_CSRF_ENABLED=False)
     app.wsgi_app = _client_from_header(app.wsgi_app)
@@ -31,19 +41,12 @@ def create_bench_app():
 
 
 def create_floor_app():
-    import os
-    import smtplib
-    from email.message import EmailMessage
-
-    from flask import Flask, request
-
-    from scheduled.celery_app import app as celery_app
-
+    runtime.configure(Settings.from_env())  # the entry point: the broker is REDIS_URL's
     app = Flask("bench_floor")
 
     @app.post("/enqueue")
-    def enqueue():
-        celery_app.send_task("scheduled.delivery.deliver_outbox")
+    def enqueue_delivery():
+        enqueue(deliver_outbox)
         return "queued", 202
 
     @app.post("/send-sync")

@@ -11,6 +11,7 @@ window, so that clause adds no card beyond this rule, and none is computed separ
 from __future__ import annotations
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, literal
@@ -36,3 +37,15 @@ def is_card_expiring(exp_month: int, exp_year: int, today: date, days: int) -> b
 def expiring_clause(today: date, days: int) -> ColumnElement[bool]:
     """The same rule as a SQL condition on cards.expires_on, for set-based statements."""
     return Card.expires_on <= literal(expiring_horizon(today, days))
+
+
+@dataclass(frozen=True)
+class ExpiryWindow:
+    """The rule as it applies on one day: `today` in APP_TIMEZONE and CARD_EXPIRING_DAYS.
+    Code that records cards takes one of these, so it judges them as the nightly job does."""
+
+    today: date
+    days: int
+
+    def covers(self, exp_month: int, exp_year: int) -> bool:
+        return is_card_expiring(exp_month, exp_year, self.today, self.days)

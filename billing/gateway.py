@@ -10,7 +10,7 @@ from typing import Any
 
 import stripe
 
-from saas.settings import get_settings
+from saas.core import runtime
 
 _clients: dict[tuple[str, str], stripe.StripeClient] = {}
 
@@ -40,8 +40,9 @@ class PaymentError(GatewayError):
 
 
 def client() -> stripe.StripeClient:
-    """A StripeClient for the configured key and API base, retrying network and 5xx errors."""
-    settings = get_settings()
+    """A StripeClient for the process's STRIPE_SECRET_KEY and STRIPE_API_BASE, retrying network
+    and 5xx errors. (An adapter, like the database engine: bound from the process's settings.)"""
+    settings = runtime.settings()
     key = (settings.stripe_secret_key, settings.stripe_api_base)
     if key not in _clients:
         _clients[key] = stripe.StripeClient(

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from billing import records
+from billing.expiry import ExpiryWindow
 from billing.models import Card, StripeEvent, Subscription
-from saas.db import utcnow
-from saas.outbox import queue_email
+from billing.subscriptions import sync_checkout_session
+from saas.core.db import utcnow
+from saas.core.outbox import queue_email
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Session, dict[str, Any], date], None]
+Handler = Callable[[Session, dict[str, Any], ExpiryWindow], None]
 
 
 def _newer_event_seen(session: Session, event: dict[str, Any], object_id: str) -> bool:
@@ -26,7 +28,7 @@ def _newer_event_seen(session: Session, event: dict[str, Any], object_id: str) -
         | ((StripeEvent.type == "payment_method.detached") & (StripeEvent.created >= event["created"]))))))
 
 
-def payment_method_changed(session: Session, event: dict[str, Any], today: date) -> None:
+def payment_method_changed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """attached / updated / automatically_updated: the card row follows, is_expiring recomputed."""
     pm = event["data"]["object"]
     if pm.get("type") != "card" or _newer_event_seen(session, event, pm["id"]):
@@ -35,42 +37,40 @@ def payment_method_changed(session: Session, event: dict[str, Any], today: date)
     if user is None:
         records.remove_card(session, pm["id"])
         return
-    records.upsert_card(session, user.id, pm, today)
+    records.upsert_card(session, user.id, pm, window)
 
 
-def payment_method_detached(session: Session, event: dict[str, Any], today: date) -> None:
+def payment_method_detached(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     pm = event["data"]["object"]
     if not _newer_event_seen(session, event, pm["id"]):
         records.remove_card(session, pm["id"])
 
 
-def source_expiring(session: Session, event: dict[str, Any], today: date) -> None:
+def source_expiring(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """A legacy card source is about to expire: refresh the card we know under that id, if any."""
     source = event["data"]["object"]
     if session.scalar(select(exists().where(Card.stripe_payment_method_id == source.get("id", "")))):
         user = records.user_for_customer(session, source.get("customer"))
         if user is not None and {"last4", "exp_month", "exp_year"} <= source.keys():
-            records.upsert_card(session, user.id, {"id": source["id"], "card": source}, today)
+            records.upsert_card(session, user.id, {"id": source["id"], "card": source}, window)
 
 
-def checkout_completed(session: Session, event: dict[str, Any], today: date) -> None:
+def checkout_completed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """The subscriber saved a card in Checkout: make it the card (the return page may have done it already)."""
     checkout = event["data"]["object"]
     user = records.user_for_customer(session, checkout.get("customer"))
     if checkout.get("mode") == "setup" and user is not None:
-        from billing.subscriptions import sync_checkout_session
-
-        sync_checkout_session(session, user, checkout["id"], today)
+        sync_checkout_session(session, user, checkout["id"], window)
 
 
-def subscription_changed(session: Session, event: dict[str, Any], today: date) -> None:
+def subscription_changed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     sub = event["data"]["object"]
     user = records.user_for_customer(session, sub.get("customer"))
     if user is not None:
         records.upsert_subscription(session, user.id, sub, event["created"])
 
 
-def invoice_paid(session: Session, event: dict[str, Any], today: date) -> None:
+def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """A success clears past_due."""
     obj = event["data"]["object"]
     invoice = records.upsert_invoice(session, records.user_for_customer(session, obj.get("customer")), obj,
@@ -81,7 +81,7 @@ def invoice_paid(session: Session, event: dict[str, Any], today: date) -> None:
             records.set_subscription_status(session, sub, "active", event["created"])
 
 
-def invoice_payment_failed(session: Session, event: dict[str, Any], today: date) -> None:
+def invoice_payment_failed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """A failure sets past_due (the dashboard's banner) and tells the subscriber, once per invoice."""
     obj = event["data"]["object"]
     user = records.user_for_customer(session, obj.get("customer"))
@@ -99,7 +99,7 @@ def invoice_payment_failed(session: Session, event: dict[str, Any], today: date)
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": checkout_completed,
-    "setup_intent.succeeded": lambda session, event, today: None,  # the card arrives with payment_method.attached
+    "setup_intent.succeeded": lambda session, event, window: None,  # the card arrives with payment_method.attached
     "payment_method.attached": payment_method_changed,
     "payment_method.updated": payment_method_changed,
     "payment_method.automatically_updated": payment_method_changed,
@@ -113,7 +113,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def process_event(session: Session, event_id: str, today: date) -> bool:
+def process_event(session: Session, event_id: str, window: ExpiryWindow) -> bool:
     """Apply one stored event, at most once (the row is locked and marked). False if nothing to do."""
     row = session.get(StripeEvent, event_id, with_for_update=True)
     if row is None or row.processed_at is not None:
@@ -122,7 +122,7 @@ def process_event(session: Session, event_id: str, today: date) -> bool:
     if handler is None:
         log.info("stripe event %s of type %s ignored", row.id, row.type)
     else:
-        handler(session, row.payload, today)
+        handler(session, row.payload, window)
     row.processed_at = utcnow()
     row.error = None
     return True

@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, ForeignKey, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from saas.db import Base, utcnow
+from saas.core.db import Base, utcnow
 
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "incomplete", "incomplete_expired", "unpaid", "paused")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, case
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -14,10 +16,6 @@ class Plan:
     amount_cents: int
     currency: str
     interval: str  # "month" or "year"
-
-    @property
-    def mrr_cents(self) -> int:
-        return monthly_cents(self.amount_cents, self.interval)
 
 
 # The same ids exist in the Stripe account (and in the emulator, which reads this catalog).
@@ -32,8 +30,14 @@ PLANS: dict[str, Plan] = {
 
 
 def monthly_cents(amount_cents: int, interval: str) -> int:
-    """MRR of a price: yearly amounts are spread over twelve months."""
-    return round(amount_cents / 12) if interval == "year" else amount_cents
+    """The MRR of a subscription or price, the one definition: a yearly amount is spread over
+    twelve months, rounded to the nearest cent (half up), per subscription."""
+    return (amount_cents + 6) // 12 if interval == "year" else amount_cents
+
+
+def monthly_cents_sql(amount_cents: ColumnElement[int], interval: ColumnElement[str]) -> ColumnElement[int]:
+    """monthly_cents in SQL, for set-based sums (integer division, as above)."""
+    return case((interval == "year", (amount_cents + 6) // 12), else_=amount_cents)
 
 
 def plan_for_price(price_id: str) -> Plan | None:

@@ -5,15 +5,9 @@ import json
 import secrets
 from typing import Any
 
-import redis
-
-from saas.settings import get_settings
+from saas.core import redis_client
 
 TTL = 3600
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def new_operation(user_id: int, kind: str) -> str:
@@ -25,8 +19,8 @@ def new_operation(user_id: int, kind: str) -> str:
 
 def set_state(op_id: str, **fields: Any) -> None:
     key = f"billing:op:{op_id}"
-    current = json.loads(_redis().get(key) or "{}")
-    _redis().set(key, json.dumps({**current, **fields}), ex=TTL)
+    current = json.loads(redis_client.get().get(key) or "{}")
+    redis_client.get().set(key, json.dumps({**current, **fields}), ex=TTL)
 
 
 def finish(op_id: str, message: str, next_url: str | None = None, ok: bool = True) -> None:
@@ -34,5 +28,5 @@ def finish(op_id: str, message: str, next_url: str | None = None, ok: bool = Tru
 
 
 def get_state(op_id: str) -> dict[str, Any] | None:
-    raw = _redis().get(f"billing:op:{op_id}")
+    raw = redis_client.get().get(f"billing:op:{op_id}")
     return json.loads(raw) if raw else None

@@ -1,31 +1,30 @@
 """Our copies of Stripe objects: upserts from Stripe-shaped dicts that never move a row backwards."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.expiry import is_card_expiring
+from billing.expiry import ExpiryWindow
 from billing.models import Card, Invoice, MrrMovement, Subscription
 from billing.plans import monthly_cents, plan_for_price
-from saas.db import utcnow
-from saas.models import User
-from saas.settings import get_settings
+from saas.core.db import utcnow
+from saas.core.models import User
 
 MRR_STATUSES = ("active", "past_due")  # trials and unpaid first invoices earn nothing yet
 INVOICE_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
 
 
-def local_today() -> date:
-    """Today in APP_TIMEZONE, the day the expiry rule is judged on."""
-    return datetime.now(get_settings().tz).date()
+def local_today(tz: tzinfo) -> date:
+    """Today in APP_TIMEZONE (`tz`), the day the expiry rule is judged on."""
+    return datetime.now(tz).date()
 
 
 def from_ts(value: int | None) -> datetime | None:
-    return datetime.fromtimestamp(value, timezone.utc) if value else None
+    return datetime.fromtimestamp(value, UTC) if value else None
 
 
 ACCOUNT_LOCK = 0x5354  # pg_advisory_xact_lock(ACCOUNT_LOCK, user id): one account's billing writes
@@ -48,15 +47,14 @@ def user_for_customer(session: Session, customer_id: str | None) -> User | None:
 
 
 # Cards ----------------------------------------------------------------------------------------
-def upsert_card(session: Session, user_id: int, pm: dict[str, Any], today: date) -> Card:
+def upsert_card(session: Session, user_id: int, pm: dict[str, Any], window: ExpiryWindow) -> Card:
     """Insert or refresh a card from a PaymentMethod, recomputing is_expiring at once."""
     lock_account(session, user_id)
     card = pm["card"]
     values = {
         "brand": card.get("brand") or "card", "last4": str(card["last4"]),
         "exp_month": int(card["exp_month"]), "exp_year": int(card["exp_year"]),
-        "is_expiring": is_card_expiring(int(card["exp_month"]), int(card["exp_year"]), today,
-                                        get_settings().card_expiring_days),
+        "is_expiring": window.covers(int(card["exp_month"]), int(card["exp_year"])),
     }
     has_card = session.scalar(select(exists().where(Card.user_id == user_id)))
     stmt = insert(Card).values(user_id=user_id, stripe_payment_method_id=pm["id"], is_default=not has_card, **values)

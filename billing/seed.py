@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from billing import gateway
 from billing.models import Card, Invoice, MrrMovement, Subscription
 from billing.plans import PLANS, Plan, monthly_cents
-from saas.models import User
-from saas.settings import Settings
+from saas.core.models import User
+from saas.core.settings import Settings
 
 
 @dataclass(frozen=True)

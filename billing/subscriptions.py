@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import gateway, records
-from billing.models import Card, Invoice, Subscription
+from billing.current import LIVE_STATUSES, current_subscription, default_card, recent_invoices
+from billing.expiry import ExpiryWindow
+from billing.models import Card, Subscription
 from billing.plans import PLANS
-from saas.models import User
-
-LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
+from saas.core.models import User
 
 
 class BillingError(Exception):
@@ -25,24 +24,10 @@ def _now() -> int:
     return int(time.time()) - 1
 
 
-def current_subscription(session: Session, user_id: int) -> Subscription | None:
-    """The live subscription if there is one, else the latest ended one."""
-    rows = session.scalars(select(Subscription).where(Subscription.user_id == user_id)
-                           .order_by(Subscription.created_at.desc())).all()
-    return next((s for s in rows if s.status in LIVE_STATUSES), rows[0] if rows else None)
-
-
-def default_card(session: Session, user_id: int) -> Card | None:
-    return session.scalar(select(Card).where(Card.user_id == user_id)
-                          .order_by(Card.is_default.desc(), Card.created_at.desc()).limit(1))
-
-
 def overview(session: Session, user_id: int) -> dict[str, Any]:
     """What the billing page shows: plan catalog, subscription, card, recent invoices."""
-    invoices = session.scalars(select(Invoice).where(Invoice.user_id == user_id)
-                               .order_by(Invoice.created_at.desc()).limit(12)).all()
     return {"plans": list(PLANS.values()), "subscription": current_subscription(session, user_id),
-            "card": default_card(session, user_id), "invoices": invoices}
+            "card": default_card(session, user_id), "invoices": recent_invoices(session, user_id)}
 
 
 def ensure_customer(session: Session, user: User) -> str:
@@ -59,7 +44,7 @@ def start_card_update(session: Session, user: User, attempt: str, success_url: s
     return gateway.create_setup_checkout_session(customer_id, attempt, success_url, cancel_url)["url"]
 
 
-def sync_checkout_session(session: Session, user: User, checkout_id: str, today: date) -> Card | None:
+def sync_checkout_session(session: Session, user: User, checkout_id: str, window: ExpiryWindow) -> Card | None:
     """Make the card saved in a completed Checkout the subscriber's card; the old ones are detached.
 
     Run by the return page's task and by the checkout.session.completed webhook; either may come first.
@@ -74,7 +59,7 @@ def sync_checkout_session(session: Session, user: User, checkout_id: str, today:
     if not isinstance(pm, dict) or pm.get("customer") != user.stripe_customer_id:
         return None
     gateway.set_default_payment_method(user.stripe_customer_id, pm["id"])
-    card = records.upsert_card(session, user.id, pm, today)
+    card = records.upsert_card(session, user.id, pm, window)
     records.make_default_card(session, user.id, pm["id"])
     old = session.scalars(select(Card.stripe_payment_method_id).where(
         Card.user_id == user.id, Card.stripe_payment_method_id != pm["id"])).all()

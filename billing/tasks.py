@@ -3,32 +3,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
-from celery import shared_task
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from billing import gateway, handlers, progress, subscriptions
+from billing.expiry import ExpiryWindow
 from billing.models import StripeEvent
 from billing.records import local_today
-from saas.backoff import backoff_seconds
-from saas.db import session_scope
-from saas.models import User
+from saas.core import runtime
+from saas.core.backoff import backoff_seconds
+from saas.core.db import session_scope
+from saas.core.formatting import brand_name
+from saas.core.models import User
+from saas.core.queue import app, enqueue
 
 log = logging.getLogger(__name__)
 UNREACHABLE = "We could not reach our payment provider. Nothing was changed; please try again in a few minutes."
 
 
-@shared_task(name="billing.tasks.process_stripe_event", bind=True, max_retries=8)
+def expiry_window() -> ExpiryWindow:
+    """The expiry rule as it applies today, from the worker's settings."""
+    settings = runtime.settings()
+    return ExpiryWindow(local_today(settings.tz), settings.card_expiring_days)
+
+
+@app.task(name="billing.tasks.process_stripe_event", bind=True, max_retries=8)
 def process_stripe_event(self, event_id: str) -> None:
     """Apply one stored webhook event; failures are recorded on the event and retried."""
     try:
         with session_scope() as session:
-            handlers.process_event(session, event_id, local_today())
+            handlers.process_event(session, event_id, expiry_window())
     except Exception as exc:
         with session_scope() as session:
             session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(error=repr(exc)[:2000]))
         log.warning("stripe event %s failed (attempt %s): %r", event_id, self.request.retries + 1, exc)
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
 
 
 def _operate(task, op_id: str, user_id: int, action: Callable, done: Callable[[object], tuple[str, str | None]]) -> None:
@@ -44,12 +54,12 @@ def _operate(task, op_id: str, user_id: int, action: Callable, done: Callable[[o
         if task.request.retries >= task.max_retries:
             progress.finish(op_id, UNREACHABLE, ok=False)
             return
-        raise task.retry(exc=exc, countdown=backoff_seconds(task.request.retries))
+        raise task.retry(exc=exc, countdown=backoff_seconds(task.request.retries)) from exc
     else:
         progress.finish(op_id, message, next_url)
 
 
-@shared_task(name="billing.tasks.start_card_update", bind=True, max_retries=3)
+@app.task(name="billing.tasks.start_card_update", bind=True, max_retries=3)
 def start_card_update(self, user_id: int, op_id: str, success_url: str, cancel_url: str) -> None:
     """Open a Checkout session for a new card; the waiting page then sends the subscriber there."""
     _operate(self, op_id, user_id,
@@ -57,26 +67,26 @@ def start_card_update(self, user_id: int, op_id: str, success_url: str, cancel_u
              lambda url: ("Opening the secure card form…", url))
 
 
-@shared_task(name="billing.tasks.sync_card", bind=True, max_retries=3)
+@app.task(name="billing.tasks.sync_card", bind=True, max_retries=3)
 def sync_card(self, user_id: int, checkout_id: str, op_id: str) -> None:
     """After Checkout: the new card becomes the card, the old one is detached."""
 
     def done(card) -> tuple[str, None]:
         if card is None:
             return "A newer card has replaced that one.", None
-        return f"Your {card.brand.title()} ending {card.last4} is saved.", None
+        return f"Your {brand_name(card.brand)} ending {card.last4} is saved.", None
 
     _operate(self, op_id, user_id,
-             lambda s, u: subscriptions.sync_checkout_session(s, u, checkout_id, local_today()), done)
+             lambda s, u: subscriptions.sync_checkout_session(s, u, checkout_id, expiry_window()), done)
 
 
-@shared_task(name="billing.tasks.subscribe", bind=True, max_retries=3)
+@app.task(name="billing.tasks.subscribe", bind=True, max_retries=3)
 def subscribe(self, user_id: int, plan_key: str, op_id: str) -> None:
     _operate(self, op_id, user_id, lambda s, u: subscriptions.subscribe(s, u, plan_key, op_id),
              lambda sub: (f"You are subscribed to {sub.plan}. Thank you!", None))
 
 
-@shared_task(name="billing.tasks.set_cancel_at_period_end", bind=True, max_retries=3)
+@app.task(name="billing.tasks.set_cancel_at_period_end", bind=True, max_retries=3)
 def set_cancel_at_period_end(self, user_id: int, cancel: bool, op_id: str) -> None:
     def done(sub) -> tuple[str, None]:
         if cancel:
@@ -87,7 +97,7 @@ def set_cancel_at_period_end(self, user_id: int, cancel: bool, op_id: str) -> No
     _operate(self, op_id, user_id, lambda s, u: subscriptions.set_cancel_at_period_end(s, u, cancel, op_id), done)
 
 
-@shared_task(name="billing.tasks.delete_stripe_customer", bind=True, max_retries=10)
+@app.task(name="billing.tasks.delete_stripe_customer", bind=True, max_retries=10)
 def delete_stripe_customer(self, customer_id: str) -> None:
     """Delete a purged account's Stripe customer; already gone (404) counts as done.
 
@@ -99,24 +109,20 @@ def delete_stripe_customer(self, customer_id: str) -> None:
     except gateway.NotFound:
         log.info("stripe customer %s was already deleted", customer_id)
     except gateway.GatewayError as exc:
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
     with session_scope() as session:
         session.execute(update(User).where(User.stripe_customer_id == customer_id, User.purged_at.is_not(None))
                         .values(stripe_customer_id=None))
 
 
-@shared_task(name="billing.tasks.sweep_stripe_deletions")
+@app.task(name="billing.tasks.sweep_stripe_deletions")
 def sweep_stripe_deletions(older_than_minutes: int = 10) -> int:
     """Re-enqueue the Stripe deletions of purged accounts that still hold a customer id."""
-    from datetime import datetime, timedelta, timezone
-
-    from sqlalchemy import select
-
-    cutoff = datetime.now(timezone.utc) - timedelta(minutes=older_than_minutes)
+    cutoff = datetime.now(UTC) - timedelta(minutes=older_than_minutes)
     with session_scope() as session:
         customers = list(session.scalars(
             select(User.stripe_customer_id)
             .where(User.purged_at < cutoff, User.stripe_customer_id.is_not(None)).limit(1000)))
     for customer_id in customers:
-        delete_stripe_customer.delay(customer_id)
+        enqueue(delete_stripe_customer, customer_id=customer_id)
     return len(customers)

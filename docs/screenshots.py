@@ -6,26 +6,38 @@ Usage: python docs/screenshots.py
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages come from the checkout
+
+from werkzeug.serving import make_server  # noqa: E402
+
+from billing.finance import FinanceReport  # noqa: E402
+from saas.core import runtime  # noqa: E402
+from saas.core.db import reset_engines, session_scope  # noqa: E402
+from saas.core.migrate import upgrade  # noqa: E402
+from saas.core.settings import Settings  # noqa: E402
+from saas.dev.embedded import MailSink, free_port, start_postgres, start_redis  # noqa: E402
+from saas.dev.seed import DEV_PASSWORD, seed_demo  # noqa: E402
+from saas.web.app import create_app  # noqa: E402
+from scheduled.runner import run_job  # noqa: E402
+
 OUT = ROOT / "docs" / "img"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-sys.path.insert(0, str(ROOT))
 
 
 def start_services(workdir: Path) -> list:
     """The embedded parts, and the environment pointing at them."""
-    from saas.embedded import MailSink, free_port, start_postgres, start_redis
-
     pg = start_postgres(workdir / "pg", free_port(), database="saas_screens")
     rd = start_redis(workdir / "redis", free_port(), persist=False)
     sink = MailSink(workdir / "mail", free_port()).start()
@@ -37,45 +49,31 @@ def start_services(workdir: Path) -> list:
     return [sink, rd, pg]
 
 
-def prepare_data() -> None:
+def prepare_data(settings: Settings) -> None:
     """Personas, the flags their nightly jobs set, and one report half way through."""
-    from saas.migrate import upgrade
-    from saas.seed import DEV_PASSWORD, seed_demo
-    from saas.db import session_scope
-    from scheduled.models import FinanceReport
-    from scheduled.runner import run_job
-
-    upgrade()
-    seed_demo(datetime.now(timezone.utc), DEV_PASSWORD)
+    upgrade(settings.database_url)
+    seed_demo(settings, datetime.now(UTC), DEV_PASSWORD)
     for job in ("flag-expiring-cards", "remind-inactive-users", "finance-summary"):
-        run_job(job)
+        run_job(job, settings)
     with session_scope() as session:
         session.add(FinanceReport(kind="revenue-churn", status="done", progress=100, csv="date\n",
                                   params={"start": "2025-01-01", "end": "2025-03-31"},
-                                  finished_at=datetime.now(timezone.utc)))
+                                  finished_at=datetime.now(UTC)))
         session.add(FinanceReport(kind="revenue-churn", status="running", progress=62,
                                   params={"start": "2025-04-01", "end": "2025-06-30"}))
 
 
-def serve():
+def serve(settings: Settings):
     """The app on loopback in a thread; returns the server (to shut down) and its URL."""
-    import logging
-
-    from werkzeug.serving import make_server
-
-    from saas.app import create_app
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = int(os.environ["SCREENSHOT_PORT"])
-    server = make_server("127.0.0.1", port, create_app(), threaded=True)
+    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{port}"
 
 
 def photograph(base_url: str) -> list[Path]:
-    from playwright.sync_api import sync_playwright
-
-    from saas.seed import DEV_PASSWORD
+    from playwright.sync_api import sync_playwright  # here: Playwright is in the test extra only
 
     shots = [("ana@example.com", "/dashboard", "dashboard.png"),
              ("admin@example.com", "/admin/dormant", "admin-dormant.png"),
@@ -111,16 +109,15 @@ def main() -> int:
     workdir.chmod(0o755)  # the embedded PostgreSQL user must be able to enter it when run as root
     services = start_services(workdir)
     try:
-        prepare_data()
-        server, base_url = serve()
+        settings = runtime.configure(Settings.from_env())  # the entry point, once the environment points at the services
+        prepare_data(settings)
+        server, base_url = serve(settings)
         try:
             for path in photograph(base_url):
                 print(f"wrote {path.relative_to(ROOT)}")
         finally:
             server.shutdown()
     finally:
-        from saas.db import reset_engines
-
         reset_engines()
         for service in services:
             service.stop()

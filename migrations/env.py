@@ -2,7 +2,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from saas.all_models import metadata
+from saas.schema import metadata
 
 config = context.config
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import get_redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from saas.settings import Settings, get_settings
+from saas.core import redis_client, runtime
+from saas.core.db import session_scope
+from saas.core.queue import enqueue
+from saas.core.settings import Settings
+from saas.core.slots import latest_slot, slots_between
 from scheduled import clock, ledger
 from scheduled.models import JobRun
-from scheduled.slots import latest_slot, slots_between
+from scheduled.tasks import run_job
 
 log = logging.getLogger(__name__)
-RUN_TASK = "scheduled.tasks.run_job"
 SENT_KEY = "saas:slot-sent:{job}:{slot}"
 SENT_TTL = timedelta(minutes=30)  # after this an unclaimed slot is sent again (a lost message)
 MAX_SKIPPED_RECORDED = 100  # per job and tick; a longer outage still shows its newest slots
@@ -31,19 +33,16 @@ DISPATCH_EVERY = timedelta(seconds=10)
 
 
 def send_run(job: str, slot_iso: str) -> None:
-    from scheduled.celery_app import app
-
-    app.send_task(RUN_TASK, args=[job, slot_iso])
+    enqueue(run_job, job=job, slot_iso=slot_iso)
 
 
-def dispatch_due(now: datetime, redis, session: Session, settings: Settings | None = None,
+def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
                  send: Callable[[str, str], None] = send_run) -> list[tuple[str, datetime]]:
     """Send every due, unclaimed slot within the window; record older missed ones as skipped.
 
     Returns the (job, slot) pairs sent by this call. Safe to call from any number of
     schedulers at once.
     """
-    settings = settings or get_settings()
     window_start = now - settings.catchup_window
     sent: list[tuple[str, datetime]] = []
     for job, cron in settings.schedules.items():
@@ -73,7 +72,7 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings | No
         if not due:
             continue
         for slot in ledger.slots_without_run(session, job, due, now):  # a dead run's slot is resent
-            slot_iso = slot.astimezone(timezone.utc).isoformat()
+            slot_iso = slot.astimezone(UTC).isoformat()
             key = SENT_KEY.format(job=job, slot=slot_iso)
             if not redis.set(key, now.isoformat(), nx=True, ex=int(SENT_TTL.total_seconds())):
                 continue
@@ -96,14 +95,12 @@ class SlotScheduler(RedBeatScheduler):
 
     def tick(self, *args, **kwargs):
         interval = super().tick(*args, **kwargs)
-        real_now = datetime.now(timezone.utc)  # the throttle runs on real time, even under a test clock
+        real_now = datetime.now(UTC)  # the throttle runs on real time, even under a test clock
         if self._next_dispatch is None or real_now >= self._next_dispatch:
             self._next_dispatch = real_now + DISPATCH_EVERY
             try:
-                from saas.db import session_scope
-
                 with session_scope() as session:
-                    dispatch_due(clock.now(), get_redis(self.app), session)
+                    dispatch_due(clock.now(), redis_client.get(), session, runtime.settings())
             except Exception:  # a database hiccup must not stop beat; the next tick retries
                 log.exception("slot dispatch failed")
         return interval

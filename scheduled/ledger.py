@@ -12,7 +12,7 @@ from sqlalchemy import literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from saas.settings import Settings, get_settings
+from saas.core.settings import Settings
 from scheduled import clock
 from scheduled.models import JobRun
 
@@ -123,18 +123,18 @@ class RunContext:
 
     job: str
     slot: datetime
+    settings: Settings
     now: datetime = field(default_factory=clock.now)
     dry_run: bool = False
     frozen_clock: bool = False  # a caller-given `now` (tests, --at) also stamps heartbeats
     run_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    settings: Settings = field(default_factory=get_settings)
     batch_size: int = field(default_factory=lambda: BATCH_SIZE)
     scanned: int = 0
     changed: int = 0
     emails_queued: int = 0
     # Called after each committed batch; tests use it to kill a run half way.
-    after_batch: Callable[["RunContext"], None] | None = None
+    after_batch: Callable[[RunContext], None] | None = None
 
     @property
     def tz(self) -> ZoneInfo:

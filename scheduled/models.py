@@ -1,14 +1,14 @@
-"""The job ledger, finance summaries and on-demand reports."""
+"""The job ledger: one row per (job, slot) run."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from saas.db import Base, utcnow
+from saas.core.db import Base, utcnow
 
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped")
 
@@ -39,36 +39,3 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Batch cursor and anything a job wants to report (a dry run's list, for example).
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-
-
-class FinanceSummary(Base):
-    """The figures of one finance-summary period, as emailed."""
-
-    __tablename__ = "finance_summaries"
-    __table_args__ = (UniqueConstraint("period", "period_start"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    period: Mapped[str] = mapped_column(String(10))  # daily | monthly
-    period_start: Mapped[date] = mapped_column(Date)
-    period_end: Mapped[date] = mapped_column(Date)
-    figures: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    csv: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class FinanceReport(Base):
-    """An on-demand report built by a Celery task that reports progress."""
-
-    __tablename__ = "finance_reports"
-    __table_args__ = (CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(50), default="revenue-churn")
-    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    status: Mapped[str] = mapped_column(String(10), default="queued")
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    csv: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None]

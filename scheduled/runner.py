@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from saas.db import session_scope
-from saas.settings import get_settings
+from saas.core.db import session_scope
+from saas.core.settings import Settings
+from saas.core.slots import latest_slot, next_slot
 from scheduled import clock, ledger
 from scheduled.jobs import JOBS
 from scheduled.models import JobRun
-from scheduled.slots import latest_slot, next_slot
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,14 @@ class UnknownJob(ValueError):
     """The name is not one of the four jobs."""
 
 
-def check_job(name: str) -> str:
+def check_job(name: str, settings: Settings) -> str:
     """The job's cron string; UnknownJob names the job and the known ones."""
     if name not in JOBS:
         raise UnknownJob(f"unknown job {name!r} (known: {', '.join(JOBS)})")
-    return get_settings().schedules[name]
+    return settings.schedules[name]
 
 
-def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now: datetime | None = None,
+def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run: bool = False, now: datetime | None = None,
             after_batch=None, explicit: bool = False) -> JobRun | None:
     """Claim (name, slot) and run it; None when another run owns the slot.
 
@@ -37,15 +37,14 @@ def run_job(name: str, slot: datetime | None = None, dry_run: bool = False, now:
     (status failed, error) and the run is returned; the next attempt resumes at its cursor.
     `explicit` marks a person's request, which may run a slot recorded as skipped.
     """
-    settings = get_settings()
-    cron = check_job(name)
+    cron = check_job(name, settings)
     frozen = now is not None
     now = now or clock.now()
     if slot is None:
         slot = latest_slot(cron, settings.tz, now)
         if slot is None:
             raise ValueError(f"{name} has no slot at or before {now.isoformat()}")
-    slot = slot.astimezone(timezone.utc)
+    slot = slot.astimezone(UTC)
     with session_scope() as session:
         run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
@@ -79,9 +78,8 @@ def recent_runs(session: Session, name: str | None = None, limit: int = 20) -> l
     return list(session.scalars(stmt))
 
 
-def job_overview(session: Session, now: datetime, runs_per_job: int = 5) -> list[dict[str, Any]]:
+def job_overview(session: Session, settings: Settings, now: datetime, runs_per_job: int = 5) -> list[dict[str, Any]]:
     """For the admin jobs page: each job's cron, time zone, next slot and last few runs."""
-    settings = get_settings()
     return [{
         "name": name,
         "cron": settings.schedules[name],

@@ -1,27 +1,30 @@
 """Celery tasks for the nightly jobs: thin wrappers over the runner and the domain functions."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from celery import shared_task
 from sqlalchemy import select
 
-from saas.db import session_scope
-from saas.models import User
-from scheduled import runner, watchdog as missed_slots
-from scheduled.jobs.purge_dormant_accounts import purge_user
+from saas.core import runtime
+from saas.core.db import session_scope
+from saas.core.models import User
+from saas.core.queue import app
+from scheduled import runner
+from scheduled import watchdog as missed_slots
+from scheduled.dormancy import purge_user
 
 BIG_RUN_SOFT_LIMIT = 3 * 3600  # a night's batches over millions of rows
 
 
-@shared_task(name="scheduled.tasks.run_job", soft_time_limit=BIG_RUN_SOFT_LIMIT, time_limit=BIG_RUN_SOFT_LIMIT + 300)
+@app.task(name="scheduled.tasks.run_job", soft_time_limit=BIG_RUN_SOFT_LIMIT, time_limit=BIG_RUN_SOFT_LIMIT + 300)
 def run_job(job: str, slot_iso: str, dry_run: bool = False, explicit: bool = False) -> str:
     """Run one slot; a slot already claimed is a logged no-op."""
-    run = runner.run_job(job, datetime.fromisoformat(slot_iso), dry_run=dry_run, explicit=explicit)
+    run = runner.run_job(job, runtime.settings(), datetime.fromisoformat(slot_iso), dry_run=dry_run,
+                         explicit=explicit)
     return "already claimed" if run is None else run.status
 
 
-@shared_task(name="scheduled.tasks.purge_account")
+@app.task(name="scheduled.tasks.purge_account")
 def purge_account(user_id: int, actor: str) -> bool:
     """The admin's "approve purge now": refuses protected accounts, and accounts whose approval was
     withdrawn while the task waited (a sign-in or an exemption clears it)."""
@@ -31,10 +34,10 @@ def purge_account(user_id: int, actor: str) -> bool:
             .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
         if still_approved is None:
             return False
-        return purge_user(session, user_id, actor, datetime.now(timezone.utc))
+        return purge_user(session, user_id, actor, datetime.now(UTC))
 
 
-@shared_task(name="scheduled.tasks.watchdog")
+@app.task(name="scheduled.tasks.watchdog")
 def watchdog() -> int:
     """Report slots with no run (also runs on a timer in every worker, for when beat is down)."""
-    return missed_slots.run_check()
+    return missed_slots.run_check(runtime.settings())

@@ -7,34 +7,35 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.orm import Session
 
-from saas.outbox import queue_email
-from saas.settings import Settings, get_settings
+from saas.core import runtime
+from saas.core.db import session_scope
+from saas.core.outbox import queue_email
+from saas.core.settings import Settings
+from saas.core.slots import slots_between
 from scheduled import clock, ledger
-from scheduled.slots import slots_between
 
 log = logging.getLogger(__name__)
 GRACE = timedelta(minutes=10)
 CHECK_EVERY = timedelta(minutes=2)
 
 
-def check_missed_slots(session: Session, now: datetime, settings: Settings | None = None) -> list[tuple[str, datetime]]:
+def check_missed_slots(session: Session, now: datetime, settings: Settings) -> list[tuple[str, datetime]]:
     """Queue one admin email per slot due more than GRACE ago (within the catch-up window) with no run.
 
     Returns the newly reported (job, slot) pairs; the caller commits.
     """
-    settings = settings or get_settings()
     reported = []
     for job, cron in settings.schedules.items():
         due = slots_between(cron, settings.tz, now - settings.catchup_window, now - GRACE)
         if not due:
             continue
         for slot in ledger.slots_without_run(session, job, due):
-            slot_iso = slot.astimezone(timezone.utc).isoformat()
+            slot_iso = slot.astimezone(UTC).isoformat()
             context = {"job": job, "slot": slot_iso, "window": str(settings.catchup_window),
                        "slot_local": slot.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z"),
                        "minutes": int((now - slot).total_seconds() // 60)}
@@ -45,11 +46,9 @@ def check_missed_slots(session: Session, now: datetime, settings: Settings | Non
     return reported
 
 
-def run_check(now: datetime | None = None) -> int:
-    from saas.db import session_scope
-
+def run_check(settings: Settings, now: datetime | None = None) -> int:
     with session_scope() as session:
-        return len(check_missed_slots(session, now or clock.now()))
+        return len(check_missed_slots(session, now or clock.now(), settings))
 
 
 class _Timer:
@@ -62,7 +61,7 @@ class _Timer:
     def _loop(self) -> None:
         while not self.stop.wait(CHECK_EVERY.total_seconds()):
             try:
-                run_check()
+                run_check(runtime.settings())
             except Exception:
                 log.exception("missed-slot watchdog check failed")
 

@@ -1,6 +1,7 @@
 """Test harness: real PostgreSQL, Redis and SMTP sink, started once per session by the suite."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from saas.embedded import MailSink, free_port, start_postgres, start_redis
+from saas.dev.embedded import MailSink, free_port, start_postgres, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +35,13 @@ def services():
         SECRET_KEY="test-secret-key-0123456789", FINANCE_EMAILS="finance@example.com",
         ADMIN_EMAILS="admin@example.com",
     )
-    from saas.db import reset_engines
-    from saas.migrate import upgrade
-    from saas.settings import get_settings
+    from saas.core import runtime
+    from saas.core.db import reset_engines
+    from saas.core.migrate import upgrade
+    from saas.core.settings import Settings
 
-    get_settings.cache_clear()
-    reset_engines()
-    upgrade()
+    runtime.configure(Settings.from_env())  # as an entry point does; fixtures below replace fields
+    upgrade(db_url)
     yield {"database_url": db_url, "redis_url": redis_url, "mail": sink, "workdir": workdir}
     reset_engines()
     sink.stop()
@@ -54,8 +55,8 @@ def _truncate_all() -> None:
     (Stripe idempotency keys derive from them, and the emulator lives for the whole session)."""
     from sqlalchemy import text
 
-    from saas.all_models import metadata
-    from saas.db import get_engine
+    from saas.core.db import get_engine
+    from saas.schema import metadata
 
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with get_engine().begin() as conn:
@@ -67,7 +68,7 @@ def clean_state(request, services):
     """Every test starts with empty tables, an empty Redis (but its queue bindings) and an empty mailbox."""
     import redis
 
-    from saas.db import web_session
+    from saas.core.db import web_session
 
     _truncate_all()
     client = redis.Redis.from_url(services["redis_url"])
@@ -76,21 +77,40 @@ def clean_state(request, services):
             client.delete(key)
     services["mail"].clear()
     services["mail"].fail_next = 0
-    from saas import limits
+    from saas.web import limits
 
     limits._in_memory.storage.reset()  # the limits kept while Redis was unreachable
+    from saas.core import runtime
+
+    settings = runtime.settings()
     yield
     web_session.remove()
+    if runtime.settings() is not settings:  # a test built an app or ran a command with other settings
+        runtime.configure(settings)
 
 
 @pytest.fixture
-def today(services):
+def settings(services):
+    """The settings this test process runs with (what an entry point gave saas.core.runtime)."""
+    from saas.core import runtime
+
+    return runtime.settings()
+
+
+@pytest.fixture
+def with_settings(settings):
+    """Settings with some fields replaced: with_settings(app_timezone=..., schedules=...)."""
+    return lambda **changes: dataclasses.replace(settings, **changes)
+
+
+@pytest.fixture
+def today(settings):
     """Today in APP_TIMEZONE from the clock the product reads (`billing.records.local_today`), so a
     test that drives real processes (worker, emulator, browser) asserts on the day they see. CI runs
     the suite with every process's clock moved to fixed instants too (docs/development.md)."""
     from billing.records import local_today
 
-    return local_today()
+    return local_today(settings.tz)
 
 
 @pytest.fixture
@@ -100,20 +120,20 @@ def mail(services) -> MailSink:
 
 
 @pytest.fixture
-def app(services):
-    from saas.app import create_app
+def app(settings):
+    from saas.web.app import create_app
 
-    app = create_app()
+    app = create_app(settings)
     app.config.update(WTF_CSRF_ENABLED=False)
     return app
 
 
 @pytest.fixture
-def csrf_app(services):
+def csrf_app(settings):
     """An app with CSRF checks on, for the tests that prove them."""
-    from saas.app import create_app
+    from saas.web.app import create_app
 
-    return create_app()
+    return create_app(settings)
 
 
 @pytest.fixture
@@ -129,7 +149,7 @@ def runner(app):
 @pytest.fixture
 def session(services):
     """A plain SQLAlchemy session for domain code; closed (not committed) after the test."""
-    from saas.db import session_factory
+    from saas.core.db import session_factory
 
     s = session_factory()()
     yield s
@@ -143,9 +163,9 @@ PASSWORD = "correct-horse-42"
 @pytest.fixture
 def make_user(services):
     """Create a committed user: make_user(email='ana@example.com', role='subscriber', **columns)."""
-    from saas.auth import hash_password
-    from saas.db import session_scope
-    from saas.models import User
+    from saas.core.accounts import hash_password
+    from saas.core.db import session_scope
+    from saas.core.models import User
 
     counter = iter(range(1, 10_000))
     pw_hash = hash_password(PASSWORD)
@@ -189,7 +209,7 @@ def celery_worker(services):
 
     from scheduled.celery_app import app as celery_app
 
-    celery_app.conf.update(broker_url=services["redis_url"])
+    celery_app.conf.update(broker_url=services["redis_url"])  # the worker consumes the suite's Redis
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
                       shutdown_timeout=10, loglevel="WARNING") as worker:
         yield worker
@@ -202,14 +222,14 @@ def live_server(services):
 
     from werkzeug.serving import make_server
 
-    from saas.app import create_app
-    from saas.settings import get_settings
+    from saas.core import runtime
+    from saas.web.app import create_app
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    os.environ["APP_URL"] = base_url
-    get_settings.cache_clear()
-    server = make_server("127.0.0.1", port, create_app(), threaded=True)
+    os.environ["APP_URL"] = base_url  # for the processes the suite starts (the emulator's links)
+    app = services["live_app"] = create_app(dataclasses.replace(runtime.settings(), app_url=base_url))
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     yield base_url
@@ -237,8 +257,8 @@ def stripe_emulator(services, live_server):
     import subprocess
     import sys
 
-    from saas.embedded import port_is_open, wait_for
-    from saas.settings import get_settings
+    from saas.core import runtime
+    from saas.dev.embedded import port_is_open, wait_for
 
     port, secret, key = free_port(), "whsec_test_emulator_secret", "sk_test_emulator"
     proc = subprocess.Popen([sys.executable, "-m", "billing.emulator", "--port", str(port),
@@ -247,20 +267,10 @@ def stripe_emulator(services, live_server):
                             stdout=open(services["workdir"] / "stripe-emulator.log", "ab"), stderr=subprocess.STDOUT)
     wait_for(lambda: port_is_open(port), "Stripe emulator", timeout=20, proc=proc)
     os.environ.update(STRIPE_API_BASE=f"http://127.0.0.1:{port}", STRIPE_SECRET_KEY=key, STRIPE_WEBHOOK_SECRET=secret)
-    get_settings.cache_clear()
+    settings = runtime.configure(dataclasses.replace(
+        runtime.settings(), stripe_api_base=f"http://127.0.0.1:{port}", stripe_secret_key=key,
+        stripe_webhook_secrets=(secret,)))
+    services["live_app"].config["SETTINGS"] = settings  # the live server verifies the emulator's webhooks
     yield StripeEmulator(f"http://127.0.0.1:{port}", key, secret)
     proc.terminate()
     proc.wait(timeout=10)
-
-
-@pytest.fixture
-def rotated_webhook_secrets(services, monkeypatch):
-    """Two configured webhook secrets (a rotation in progress), as production may have."""
-    from saas.settings import get_settings
-    from tests.billing.helpers import OLD_SECRET, SECRET
-
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{SECRET}, {OLD_SECRET}")
-    get_settings.cache_clear()
-    yield SECRET, OLD_SECRET
-    monkeypatch.undo()
-    get_settings.cache_clear()

@@ -1,13 +1,13 @@
 """Accounts: sign up, sign in, sign out, passwords, roles, activity."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select
 
-from saas.db import session_scope
-from saas.models import User
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.models import User
+from saas.core.outbox import OutboxMessage
 from tests.conftest import PASSWORD
 
 
@@ -100,11 +100,11 @@ def test_password_reset_by_email_works_once(client, make_user, celery_worker, ma
 
 def test_reset_token_expires(client, make_user):
     user = make_user(email="ana@example.com")
-    from saas.auth import make_reset_token
+    from saas.core.accounts import make_reset_token
 
     with client.application.test_request_context(), session_scope() as s:
-        token = make_reset_token(s.get(User, user.id))
-    with freeze_time(datetime.now(timezone.utc) + timedelta(hours=2)):
+        token = make_reset_token(s.get(User, user.id), "test-secret-key-0123456789")
+    with freeze_time(datetime.now(UTC) + timedelta(hours=2)):
         response = client.get(f"/password/reset/{token}")
     assert response.status_code == 302 and "/password/forgot" in response.location
 
@@ -128,7 +128,7 @@ def test_role_pages_refuse_others(client, auth, make_user, path, role, expected)
 
 
 def test_activity_written_at_most_every_five_minutes(client, auth, make_user):
-    start = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     user = make_user(email="ana@example.com", last_seen_at=start - timedelta(days=10))
     with freeze_time(start):
         auth.login("ana@example.com")
@@ -143,7 +143,7 @@ def test_activity_written_at_most_every_five_minutes(client, auth, make_user):
 
 
 def test_sign_in_clears_inactivity_warning(auth, make_user):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     user = make_user(email="carla@example.com", inactive_warned_at=now - timedelta(days=3),
                      purge_due_at=now + timedelta(days=27), last_seen_at=now - timedelta(days=200))
     auth.login("carla@example.com")

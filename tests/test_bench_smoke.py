@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from saas.settings import ROOT
+from saas.core.settings import ROOT
 
 
 def _run_bench(tmp_path, only: str) -> dict:

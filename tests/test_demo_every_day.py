@@ -2,19 +2,17 @@
 among them), each persona is judged by the product's own rules, and its billing history is coherent."""
 from __future__ import annotations
 
-import dataclasses
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import and_, exists, select
 
 from billing.expiry import expiring_clause
 from billing.models import Card, Invoice, MrrMovement, Subscription
-from saas.db import session_scope
-from saas.models import User
-from saas.seed import seed_demo, seed_personas
-from saas.settings import get_settings
-from scheduled.jobs.purge_dormant_accounts import protection_reason_expr, purge_due
+from saas.core.db import session_scope
+from saas.core.models import User
+from saas.dev.seed import seed_demo, seed_personas
+from scheduled.dormancy import protection_reason_expr, purge_due
 from scheduled.jobs.remind_inactive_users import inactivity_cutoff, warning_due
 from scheduled.models import JobRun
 from scheduled.runner import run_job
@@ -36,7 +34,7 @@ STORIES = {
 def instant(day: date, tz) -> datetime:
     """`day` at a time of day that moves through the day's hours from one date to the next."""
     minutes = (day.toordinal() * 97) % (24 * 60)
-    return datetime.combine(day, time(minutes // 60, minutes % 60), tz).astimezone(timezone.utc)
+    return datetime.combine(day, time(minutes // 60, minutes % 60), tz).astimezone(UTC)
 
 
 def persona_facts(session, now: datetime, settings) -> dict[str, tuple]:
@@ -89,8 +87,8 @@ def history_problems(session, now: datetime) -> list[str]:
     return problems
 
 
-def test_every_persona_story_holds_on_every_day_of_four_years(services):
-    settings = dataclasses.replace(get_settings(), stripe_api_base="https://api.stripe.com")  # no emulator calls
+def test_every_persona_story_holds_on_every_day_of_four_years(with_settings):
+    settings = with_settings(stripe_api_base="https://api.stripe.com")  # no emulator calls
     failures = []
     with session_scope() as session:
         for n in range(DAYS):
@@ -111,13 +109,12 @@ def test_every_persona_story_holds_on_every_day_of_four_years(services):
 
 
 @pytest.mark.parametrize("day", [date(2026, 12, 1), date(2027, 3, 1), date(2028, 2, 29), date(2028, 12, 31)])
-def test_the_nightly_jobs_play_each_story_on_hard_dates(services, mail, day):
+def test_the_nightly_jobs_play_each_story_on_hard_dates(settings, mail, day):
     """Seeded on that date, the jobs' real runs give ana one card email, carla one warning, and
     would purge dario and not elena."""
-    settings = get_settings()
     now = instant(day, settings.tz)
-    seed_demo(now)
-    runs = {job: run_job(job, now=now, explicit=True, dry_run=job == "purge-dormant-accounts")
+    seed_demo(settings, now)
+    runs = {job: run_job(job, settings, now=now, explicit=True, dry_run=job == "purge-dormant-accounts")
             for job in ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts")}
     with session_scope() as s:
         ids = dict(s.execute(select(User.email, User.id)).all())

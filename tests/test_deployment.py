@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from saas.settings import JOB_NAMES, ROOT
+from saas.core.settings import JOB_NAMES, ROOT
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed; it is only needed to read docker-compose.yml")
 
@@ -21,8 +21,8 @@ def compose() -> dict:
 
 
 def settings_read_by_the_app() -> set[str]:
-    """Every environment variable saas.settings reads: its quoted NAMES plus one SCHEDULE_ per job."""
-    source = (ROOT / "saas" / "settings.py").read_text()
+    """Every environment variable saas.core.settings reads: its quoted NAMES plus one SCHEDULE_ per job."""
+    source = (ROOT / "saas" / "core" / "settings.py").read_text()
     names = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"UTC"}
     return names | {f"SCHEDULE_{job.upper().replace('-', '_')}" for job in JOB_NAMES}
 
@@ -45,7 +45,7 @@ def test_every_service_of_the_deployment_exists(compose):
 def test_web_runs_under_gunicorn_with_several_workers_and_a_readiness_check(compose):
     web = compose["services"]["web"]
     cmd = command(web)
-    assert cmd[0] == "gunicorn" and "saas.app:create_app()" in cmd
+    assert cmd[0] == "gunicorn" and "saas.web.app:create_app()" in cmd
     assert int(cmd[cmd.index("--workers") + 1]) >= 2
     assert "/readyz" in " ".join(web["healthcheck"]["test"])
 
@@ -71,7 +71,7 @@ def test_app_services_share_one_environment_and_wait_for_the_migrations(compose)
 def test_every_environment_variable_is_a_documented_setting(compose):
     documented, read = documented_settings(), settings_read_by_the_app()
     app_env = set(compose["services"]["web"]["environment"])
-    assert app_env <= read, f"not read by saas.settings: {sorted(app_env - read)}"
+    assert app_env <= read, f"not read by saas.core.settings: {sorted(app_env - read)}"
     assert app_env <= documented, f"missing from docs/operations.md: {sorted(app_env - documented)}"
     interpolated = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text()))
     assert interpolated <= documented, f"missing from docs/operations.md: {sorted(interpolated - documented)}"
@@ -80,7 +80,7 @@ def test_every_environment_variable_is_a_documented_setting(compose):
 
 def test_the_compose_environment_is_accepted_by_the_settings(compose):
     """With .env giving only the two required secrets, every default in the file is a valid setting."""
-    from saas.settings import Settings
+    from saas.core.settings import Settings
 
     dot_env = {"SECRET_KEY": "s" * 40, "POSTGRES_PASSWORD": "pw"}
 
@@ -103,4 +103,4 @@ def test_dockerfile_runs_as_a_non_root_user_and_serves_with_gunicorn():
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, flags=re.MULTILINE)
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
-    assert '"gunicorn", "saas.app:create_app()"' in dockerfile
+    assert '"gunicorn", "saas.web.app:create_app()"' in dockerfile

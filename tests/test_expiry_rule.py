@@ -51,7 +51,7 @@ def test_every_day_of_two_years_flags_the_whole_expiry_month_and_the_window_befo
                                    date(2028, 3, 1), date(2027, 11, 30)])
 def test_sql_clause_agrees_with_python_rule(session, today):
     from billing.models import Card
-    from saas.models import User
+    from saas.core.models import User
 
     user = User(email="rule@example.com", role="subscriber")
     session.add(user)

@@ -10,14 +10,11 @@ def test_readyz_when_everything_answers(client):
     assert response.status_code == 200 and response.json["checks"] == {"database": "ok", "redis": "ok"}
 
 
-def test_readyz_is_503_when_redis_is_down(client, monkeypatch):
-    from saas.settings import get_settings
+def test_readyz_is_503_when_redis_is_down(settings, with_settings):
+    from saas.web.app import create_app
 
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    get_settings.cache_clear()
     try:
-        response = client.get("/readyz")
+        response = create_app(with_settings(redis_url="redis://127.0.0.1:1/0")).test_client().get("/readyz")
     finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+        create_app(settings)  # the process's Redis client back on the suite's Redis
     assert response.status_code == 503 and response.json["checks"]["redis"].startswith("error")

@@ -3,10 +3,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from saas.all_models import metadata
-from saas.db import sqlalchemy_url
-from saas.embedded import ensure_database
-from saas.migrate import alembic_config, upgrade
+from saas.core.db import sqlalchemy_url
+from saas.core.migrate import alembic_config, upgrade
+from saas.dev.embedded import ensure_database
+from saas.schema import metadata
 
 
 def fresh_database(services, name: str) -> str:
@@ -31,7 +31,7 @@ def test_emails_queued_before_0003_are_delivered_as_they_were_rendered(services)
     """0003 moves rendering to delivery; a row rendered at queue time keeps its contents."""
     from alembic import command
 
-    from saas.outbox import OutboxMessage
+    from saas.core.outbox import OutboxMessage
 
     url = fresh_database(services, "saas_migration_0003")
     upgrade(url, "0002")

@@ -3,18 +3,13 @@ import pytest
 
 
 @pytest.fixture
-def app_without_redis(services, monkeypatch):
-    from saas.app import create_app
-    from saas.settings import get_settings
+def app_without_redis(settings, with_settings):
+    from saas.web.app import create_app
 
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    get_settings.cache_clear()
-    app = create_app()
+    app = create_app(with_settings(redis_url="redis://127.0.0.1:1/0"))
     app.config.update(WTF_CSRF_ENABLED=False)
     yield app
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    create_app()  # the limiter is one object for every app: point it back at the suite's Redis
+    create_app(settings)  # the limiter is one object for every app: point it back at the suite's Redis
 
 
 def test_login_answers_without_redis_and_still_limits(app_without_redis, make_user):

@@ -5,7 +5,7 @@ import sys
 import pytest
 from flask import request
 
-from saas.settings import Settings, SettingsError
+from saas.core.settings import Settings, SettingsError
 
 BASE = {"SAAS_ENV": "dev", "DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": "redis://h:6379/0",
         "SMTP_URL": "smtp://h:25"}
@@ -58,17 +58,10 @@ def test_missing_setting_stops_the_command_with_its_name():
     assert "SECRET_KEY" in result.stderr
 
 
-def test_proxy_hops_make_limits_see_the_visitor(services, monkeypatch):
-    from saas.app import create_app
-    from saas.settings import get_settings
+def test_proxy_hops_make_limits_see_the_visitor(with_settings):
+    from saas.web.app import create_app
 
-    monkeypatch.setenv("TRUSTED_PROXY_HOPS", "1")
-    get_settings.cache_clear()
-    try:
-        app = create_app()
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    app = create_app(with_settings(trusted_proxy_hops=1))
     seen = []
     app.before_request(lambda: seen.append(request.remote_addr))
     app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})

@@ -4,14 +4,28 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, DateTime, FromClause, Insert, Select, String, any_, cast, func, literal, select, tuple_, update
+from sqlalchemy import (
+    Date,
+    DateTime,
+    FromClause,
+    Insert,
+    Select,
+    String,
+    any_,
+    cast,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from billing.expiry import expiring_clause
 from billing.models import Card
-from saas.db import utcnow
-from saas.models import User
-from saas.outbox import count_added, json_object, note_added, queue_from
+from saas.core.db import utcnow
+from saas.core.models import User
+from saas.core.outbox import count_added, json_object, note_added, queue_from
 from scheduled.ledger import RunContext
 from scheduled.models import JobRun
 
@@ -55,7 +69,7 @@ def _pick(ctx: RunContext, cursor_name: str, keys: tuple, *where) -> Select:
     pick = select(Card.id).where(*where).order_by(*keys).limit(ctx.batch_size)
     cursor = ctx.cursor(cursor_name, None)
     if cursor is not None:
-        pick = pick.where(tuple_(*keys) > tuple_(*(_decode(key, value) for key, value in zip(keys, cursor))))
+        pick = pick.where(tuple_(*keys) > tuple_(*(_decode(key, value) for key, value in zip(keys, cursor, strict=True))))
     return pick
 
 

@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, Date, String, any_, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from saas.models import User
-from saas.outbox import count_added, json_object, note_added, queue_from
+from saas.core.models import User
+from saas.core.outbox import count_added, json_object, note_added, queue_from
 from scheduled.ledger import RunContext
 
 KIND = "inactive-warning"

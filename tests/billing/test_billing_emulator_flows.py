@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from billing import gateway, tasks
 from billing.models import Card, Subscription
-from saas.db import session_scope
-from saas.settings import Settings, SettingsError
+from saas.core.db import session_scope
+from saas.core.settings import Settings, SettingsError
 from tests.billing.helpers import wait_until
 
 

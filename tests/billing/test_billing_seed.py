@@ -2,22 +2,22 @@
 emulator's objects tell the same history."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
 from billing import gateway
 from billing.expiry import is_card_expiring
 from billing.models import Card, Invoice, Subscription
-from saas.db import session_scope
-from saas.models import User
-from saas.seed import seed_demo
+from saas.core.db import session_scope
+from saas.core.models import User
+from saas.dev.seed import seed_demo
 
 
-def test_seed_gives_each_persona_its_billing_state_idempotently(stripe_emulator, mail):
-    now = datetime(2026, 5, 14, 9, 30, tzinfo=timezone.utc)
-    seed_demo(now)
-    seed_demo(now)
+def test_seed_gives_each_persona_its_billing_state_idempotently(settings, stripe_emulator, mail):
+    now = datetime(2026, 5, 14, 9, 30, tzinfo=UTC)
+    seed_demo(settings, now)
+    seed_demo(settings, now)
     with session_scope() as s:
         def of(local):
             return s.scalar(select(User).where(User.email == f"{local}@example.com"))

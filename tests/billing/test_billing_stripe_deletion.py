@@ -1,25 +1,25 @@
 """A purged account's Stripe customer is deleted, and a deletion lost in a crash is found again."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from billing import gateway, tasks  # the module, not task proxies: collection must not finalize Celery
-from saas.db import session_scope
-from saas.models import User
-from scheduled.jobs.purge_dormant_accounts import purge_user
+from saas.core.db import session_scope
+from saas.core.models import User
+from saas.core.queue import PENDING
+from scheduled.dormancy import purge_user
 
 
 @pytest.fixture
 def purged_customer(stripe_emulator, make_user):
-    user = make_user(email="dario@example.com", last_seen_at=datetime.now(timezone.utc) - timedelta(days=250),
-                     inactive_warned_at=datetime.now(timezone.utc) - timedelta(days=35))
+    user = make_user(email="dario@example.com", last_seen_at=datetime.now(UTC) - timedelta(days=250),
+                     inactive_warned_at=datetime.now(UTC) - timedelta(days=35))
     customer = gateway.create_customer(user.id, user.email, "Dario")
     with session_scope() as s:
         s.get(User, user.id).stripe_customer_id = customer["id"]
     with session_scope() as s:
-        s.info["stripe_deletions"] = []  # stand in for a process that dies before enqueueing
-        assert purge_user(s, user.id, "admin:1", datetime.now(timezone.utc))
-        s.info.pop("stripe_deletions")
+        assert purge_user(s, user.id, "admin:1", datetime.now(UTC))
+        s.info.pop(PENDING)  # stand in for a process that dies before enqueueing the deletion
     return user.id, customer["id"]
 
 

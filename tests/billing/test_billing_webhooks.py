@@ -1,23 +1,28 @@
 """POST /billing/webhooks/stripe: verification, storage, replay, order, and what each event does."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
+from billing.expiry import ExpiryWindow
 from billing.handlers import process_event
 from billing.models import Card, Invoice, MrrMovement, StripeEvent, Subscription
-from saas.db import session_scope
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.outbox import OutboxMessage
 from tests.billing.helpers import OLD_SECRET, SECRET, card, event, invoice, signed, subscription
 
 URL = "/billing/webhooks/stripe"
 TODAY = date(2026, 3, 10)
 
 
-pytestmark = pytest.mark.usefixtures("rotated_webhook_secrets")
+@pytest.fixture
+def settings(settings):
+    """Two configured webhook secrets (a rotation in progress), as production may have."""
+    return dataclasses.replace(settings, stripe_webhook_secrets=(SECRET, OLD_SECRET))
 
 
 @pytest.fixture
@@ -35,7 +40,7 @@ def deliver(client, evt: dict, process: bool = True, **sign):
     response = client.post(URL, data=payload, headers=headers)
     if process and response.status_code == 200:
         with session_scope() as s:
-            process_event(s, evt["id"], TODAY)
+            process_event(s, evt["id"], ExpiryWindow(TODAY, 30))
     return response
 
 

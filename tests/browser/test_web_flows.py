@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from saas.db import session_scope
-from saas.models import AuditLog, User
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
 from tests.browser.conftest import sign_in
 from tests.web.helpers import add_card
 
 pytestmark = pytest.mark.browser
 
 
-def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(page, make_user, stripe_emulator,
+def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(settings, page, make_user, stripe_emulator,
                                                                             celery_worker, today):
     from playwright.sync_api import expect
 
@@ -27,7 +27,7 @@ def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(page
     banner = page.locator('[data-banner="card-expiring"]')
     expect(banner).to_have_count(0)  # the nightly job has not flagged it yet
 
-    run_job("flag-expiring-cards")
+    run_job("flag-expiring-cards", settings)
     page.goto("/dashboard")
     expect(banner).to_contain_text(f"Your Visa ending 4242 expires on {today.month:02d}/{today.year}")
     banner.get_by_role("link", name="Update your card").click()
@@ -44,12 +44,12 @@ def test_expiring_card_banner_after_the_nightly_job_and_gone_after_checkout(page
     expect(banner).to_have_count(0)
 
 
-def test_admin_exempts_a_dormant_account_and_the_purge_skips_it(page, make_user):
+def test_admin_exempts_a_dormant_account_and_the_purge_skips_it(settings, page, make_user):
     from playwright.sync_api import expect
 
     from scheduled.runner import run_job
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     dormant = dict(last_seen_at=now - timedelta(days=250), inactive_warned_at=now - timedelta(days=35),
                    purge_due_at=now - timedelta(days=5))
     kept = make_user(email="dario@example.com", **dormant)
@@ -63,7 +63,7 @@ def test_admin_exempts_a_dormant_account_and_the_purge_skips_it(page, make_user)
     expect(page.locator(".flash-success")).to_contain_text("Exempt from purge: 1 account done")
     expect(row).to_contain_text("exempted by an admin")
 
-    run_job("purge-dormant-accounts")
+    run_job("purge-dormant-accounts", settings)
     with session_scope() as s:
         assert s.get(User, kept.id).purged_at is None
         assert s.get(User, gone.id).purged_at is not None  # the purge did run

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
-from saas.embedded import MailSink, Service, die_with_parent, free_port, start_redis
+from saas.dev.embedded import MailSink, Service, die_with_parent, free_port, start_redis
 from scheduled.clock import TEST_CLOCK_ENV, set_test_clock
 
 LAUNCHER = Path(__file__).with_name("chaos_celery.py")

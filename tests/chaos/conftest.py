@@ -10,10 +10,6 @@ CATCHUP_WINDOW = "20d"
 @pytest.fixture
 def wide_catchup_window(monkeypatch):
     """Widen CATCHUP_WINDOW by the same compression as the test clock, here and in every child."""
-    from saas.settings import get_settings
-
     monkeypatch.setenv("CATCHUP_WINDOW", CATCHUP_WINDOW)
-    get_settings.cache_clear()
     yield
     monkeypatch.undo()
-    get_settings.cache_clear()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import collections
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from chaos_cluster import Cluster, wait_until
 from sqlalchemy import select
 
-from chaos_cluster import Cluster, wait_until
-
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
-START = datetime(2032, 5, 10, 6, 30, tzinfo=timezone.utc)
+START = datetime(2032, 5, 10, 6, 30, tzinfo=UTC)
 LOCK_TIMEOUT = 30  # redbeat_lock_timeout in scheduled.celery_app
 DAY_EVERY = 3.0  # real seconds per fake day
 BEATS = ("beat-1", "beat-2", "beat-3")
@@ -26,10 +25,10 @@ def acquired(cluster: Cluster, name: str) -> bool:
 
 
 def test_frozen_leader_resumes_after_a_standby_took_over(services, wide_catchup_window, tmp_path):
-    from saas.db import session_scope
-    from saas.settings import get_settings
+    from saas.core.db import session_scope
+    from saas.core.settings import Settings
+    from saas.core.slots import slots_between
     from scheduled.models import JobRun
-    from scheduled.slots import slots_between
 
     cluster = Cluster(tmp_path, services["database_url"], START)
     day = 0
@@ -70,7 +69,7 @@ def test_frozen_leader_resumes_after_a_standby_took_over(services, wide_catchup_
         days_pass(4 * DAY_EVERY)  # both alive: the old leader finds its lock gone
         old_exit = cluster.procs[old].poll()
         final = cluster.clock
-        settings = get_settings()
+        settings = Settings.from_env()  # what the cluster's processes read
         expected = {job: set(slots_between(cron, settings.tz, START, final))
                     for job, cron in settings.schedules.items()}
 

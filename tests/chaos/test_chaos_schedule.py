@@ -9,16 +9,15 @@ from __future__ import annotations
 import collections
 import random
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
-
 from chaos_cluster import Cluster, wait_until
+from sqlalchemy import func, select
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(480)]
 
-START = datetime(2031, 1, 20, 6, 30, tzinfo=timezone.utc)  # after each job's slot of the day
+START = datetime(2031, 1, 20, 6, 30, tzinfo=UTC)  # after each job's slot of the day
 STEPS = 32  # days, so 32 slots per job after the first start
 STEP_SECONDS = 4.0
 SETTLE_SECONDS = 150
@@ -29,10 +28,10 @@ WORKERS = ("worker-1", "worker-2")
 def seed(start: date) -> dict[str, int]:
     """Subscribers whose cards enter the expiry window and who turn inactive along the month."""
     from billing.models import Card
-    from saas.db import session_scope
-    from saas.models import User
+    from saas.core.db import session_scope
+    from saas.core.models import User
 
-    noon = datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=12)
+    noon = datetime.combine(start, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
     with session_scope() as s:
         for i, (year, month) in enumerate([(2031, 1)] * 15 + [(2031, 2)] * 15 + [(2031, 3)] * 10):
             user = User(email=f"card{i}@example.com", name=f"Card {i}", last_seen_at=noon)
@@ -43,7 +42,7 @@ def seed(start: date) -> dict[str, int]:
         six_months_ago = date(start.year - (start.month <= 6), (start.month - 7) % 12 + 1, start.day)
         for k in range(STEPS + 2):
             last_seen = datetime.combine(six_months_ago + timedelta(days=k), datetime.min.time(),
-                                         tzinfo=timezone.utc) + timedelta(hours=12)
+                                         tzinfo=UTC) + timedelta(hours=12)
             s.add(User(email=f"idle{k}@example.com", name=f"Idle {k}", last_seen_at=last_seen))
     return {"cards": 40, "idle": STEPS + 2}
 
@@ -51,12 +50,12 @@ def seed(start: date) -> dict[str, int]:
 def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_window, tmp_path):
     from billing.expiry import expiring_clause
     from billing.models import Card
-    from saas.db import session_scope
-    from saas.models import AuditLog, User
-    from saas.outbox import OutboxMessage
-    from saas.settings import get_settings
+    from saas.core.db import session_scope
+    from saas.core.models import AuditLog, User
+    from saas.core.outbox import OutboxMessage
+    from saas.core.settings import Settings
+    from saas.core.slots import slots_between
     from scheduled.models import JobRun
-    from scheduled.slots import slots_between
 
     seed(START.date())
     rng = random.Random(7)
@@ -87,7 +86,7 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
             time.sleep(STEP_SECONDS - kill_at)
             cluster.advance(START + timedelta(days=step))
 
-        settings = get_settings()
+        settings = Settings.from_env()  # what the cluster's processes read
         final_day = START + timedelta(days=STEPS)
         expected = {job: set(slots_between(cron, settings.tz, START - settings.catchup_window, final_day))
                     for job, cron in settings.schedules.items()}

@@ -9,28 +9,29 @@ from __future__ import annotations
 import collections
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from celery import Celery
+from chaos_cluster import Cluster, wait_until
 from sqlalchemy import select
 
-from chaos_cluster import Cluster, wait_until
+from saas.core.outbox import delivery  # the module: a task object at module level is evaluated by collection
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 VISIBILITY_TIMEOUT = 2  # seconds; the first retry's countdown is about 3 to 5 s
 
 
 def test_retry_longer_than_visibility_timeout_sends_once(services, tmp_path):
-    from saas.db import session_scope
-    from saas.outbox import OutboxMessage, queue_email
+    from saas.core.db import session_scope
+    from saas.core.outbox import OutboxMessage, queue_email
 
     with session_scope() as s:
         for i in range(3):
             queue_email(s, key=f"chaos-visibility:{i}", kind="contact", to=f"someone{i}@example.com",
                         template="contact", context={"name": "Ana", "email": "ana@example.com",
                                                      "subject": "Hi", "message": f"hello {i}"})
-    cluster = Cluster(tmp_path, services["database_url"], start=datetime.now(timezone.utc),
+    cluster = Cluster(tmp_path, services["database_url"], start=datetime.now(UTC),
                       visibility_timeout=VISIBILITY_TIMEOUT)
     client = Celery(broker=cluster.redis_url, set_as_current=False)  # a plain client of the cluster's broker
     try:
@@ -40,14 +41,14 @@ def test_retry_longer_than_visibility_timeout_sends_once(services, tmp_path):
                                       for n in ("worker-1", "worker-2")), 60)
         cluster.sink.delay = 0.5  # each send takes a while: the copies overlap
         cluster.sink.fail_next = 3  # every row's first attempt gets a 451: one retry for all of them
-        client.send_task("scheduled.delivery.deliver_outbox")
+        client.send_task(delivery.deliver_outbox.name)
 
         def delivered() -> bool:
             with session_scope() as s:
                 return set(s.scalars(select(OutboxMessage.status))) == {"sent"}
 
         def sweep() -> None:  # what beat's outbox-sweep does every minute
-            client.send_task("scheduled.delivery.deliver_outbox")
+            client.send_task(delivery.deliver_outbox.name)
 
         assert wait_until(delivered, 90, every=1.0, on_tick=lambda: None if int(time.time()) % 8 else sweep())
         time.sleep(VISIBILITY_TIMEOUT * 3 + 3)  # every copy of the retry has run by now

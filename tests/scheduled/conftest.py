@@ -1,9 +1,8 @@
 """Helpers for the scheduled-jobs tests: billing rows, settings variants, a Redis client."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,20 +10,7 @@ _ids = itertools.count(1)
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def settings(services):
-    from saas.settings import get_settings
-
-    return get_settings()
-
-
-@pytest.fixture
-def with_settings(settings):
-    """Settings with some fields replaced: with_settings(app_timezone=..., schedules=...)."""
-    return lambda **changes: dataclasses.replace(settings, **changes)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -37,7 +23,7 @@ def redis_client(services):
 @pytest.fixture
 def add(services):
     """Insert committed rows: add(Model, **columns) -> the row (detached)."""
-    from saas.db import session_scope
+    from saas.core.db import session_scope
 
     def factory(model, **columns):
         with session_scope() as s:
@@ -101,8 +87,8 @@ def outbox_keys(services):
     def read(kind: str | None = None) -> list[str]:
         from sqlalchemy import select
 
-        from saas.db import session_scope
-        from saas.outbox import OutboxMessage
+        from saas.core.db import session_scope
+        from saas.core.outbox import OutboxMessage
 
         with session_scope() as s:
             stmt = select(OutboxMessage.idempotency_key).order_by(OutboxMessage.id)

@@ -1,19 +1,19 @@
 """flag-expiring-cards and remind-inactive-users: selection edges, both directions, one email each."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from billing.models import Card
-from saas.db import session_scope
-from saas.models import User
+from saas.core.db import session_scope
+from saas.core.models import User
 from scheduled.jobs import flag_expiring_cards, remind_inactive_users
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def flags() -> dict[int, bool]:
@@ -43,7 +43,7 @@ def test_flag_selection_edges(make_user, card, ctx, session, today, exp, expirin
     assert flags()[c.id] is expiring
 
 
-def test_flag_and_clear_and_one_email_per_card_per_expiry(make_user, card, ctx, session, outbox_keys, mail):
+def test_flag_and_clear_and_one_email_per_card_per_expiry(settings, make_user, card, ctx, session, outbox_keys, mail):
     ana, bruno = make_user(email="ana@example.com", name="Ana"), make_user(email="bruno@example.com")
     old = card(ana.id, 5, 2025)
     healthy = card(bruno.id, 12, 2030)
@@ -62,12 +62,10 @@ def test_flag_and_clear_and_one_email_per_card_per_expiry(make_user, card, ctx, 
     flag_expiring_cards(session, ctx("flag-expiring-cards", utc(2025, 6, 1)))
     assert outbox_keys("card-expiring") == [f"card-expiring:{old.id}:2025-05", f"card-expiring:{new.id}:2025-06"]
     with session_scope() as s:
-        from saas.outbox import OutboxMessage
+        from saas.core.outbox import OutboxMessage
 
         row = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "card-expiring")).first()
-        from saas.settings import get_settings
-
-        link = f"{get_settings().app_url}/billing/card"
+        link = f"{settings.app_url}/billing/card"
         assert row.to_addr == "ana@example.com" and link in row.render().text
 
 

@@ -1,7 +1,7 @@
 """`saas jobs`: list, run through the ledger (twice is a no-op), history, and clear errors."""
 from __future__ import annotations
 
-from saas.cli_jobs import jobs_group
+from saas.cli.jobs import jobs_group
 
 
 def test_jobs_list(runner):
@@ -30,15 +30,8 @@ def test_jobs_run_dry_run_does_not_take_the_slot(runner):
     assert "succeeded" in real.output
 
 
-def test_second_tuesday_schedule_via_cli(runner, monkeypatch, settings):
-    import dataclasses
-
-    import saas.cli_jobs
-    import scheduled.runner
-
-    tuned = dataclasses.replace(settings, schedules={**settings.schedules, "flag-expiring-cards": "0 1 8-14 * tue"})
-    monkeypatch.setattr(saas.cli_jobs, "get_settings", lambda: tuned)
-    monkeypatch.setattr(scheduled.runner, "get_settings", lambda: tuned)
+def test_second_tuesday_schedule_via_cli(runner, monkeypatch):
+    monkeypatch.setenv("SCHEDULE_FLAG_EXPIRING_CARDS", "0 1 8-14 * tue")  # the command reads its environment
     result = runner.invoke(jobs_group, ["run", "flag-expiring-cards", "--at", "2025-06-30T00:00:00+00:00"])
     assert "slot 2025-06-10T01:00:00+00:00" in result.output  # June's second Tuesday
 

@@ -1,9 +1,8 @@
 """Two running copies of one delivery task (a retry redelivered past the visibility timeout) send once."""
 from sqlalchemy import select
 
-from saas.db import session_scope
-from saas.outbox import OutboxMessage, queue_email
-from scheduled import delivery
+from saas.core.db import session_scope
+from saas.core.outbox import OutboxMessage, delivery, queue_email
 
 
 def test_second_copy_of_a_running_delivery_sends_nothing(mail):

@@ -1,18 +1,18 @@
 """Slot dispatch: several schedulers on one fake clock, catch-up after an outage, skipped slots, the watchdog."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from saas.db import session_scope
+from saas.core.db import session_scope
 from scheduled.beat import dispatch_due
 from scheduled.models import JobRun
 from scheduled.runner import run_job
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def runs(job: str | None = None) -> list[JobRun]:
@@ -27,12 +27,12 @@ def test_three_schedulers_one_clock_one_run_per_slot(with_settings, redis_client
     settings = with_settings(schedules={"flag-expiring-cards": "0 0 * * *", "finance-summary": "0 6 * * *;0 6 1 * *"})
     sent: list[tuple[str, str]] = []
     for job, slot in (("flag-expiring-cards", utc(2025, 1, 28)), ("finance-summary", utc(2025, 1, 28, 6))):
-        run_job(job, slot, now=slot)  # each job has run before: this is a restart, not a fresh install
+        run_job(job, settings, slot, now=slot)  # each job has run before: this is a restart, not a fresh install
     clock = utc(2025, 1, 30, 23, 0)
 
     def deliver(job: str, slot: str) -> None:  # a worker runs what beat sends, at once
         sent.append((job, slot))
-        run_job(job, datetime.fromisoformat(slot), now=clock)
+        run_job(job, settings, datetime.fromisoformat(slot), now=clock)
 
     while clock < utc(2025, 2, 2, 12):
         for _instance in range(3):
@@ -47,20 +47,20 @@ def test_three_schedulers_one_clock_one_run_per_slot(with_settings, redis_client
     # The first tick catches up what is within the 36 h window; nothing older is sent.
     assert set(sent) <= expected and ("finance-summary", utc(2025, 2, 1, 6).isoformat()) in sent
     for job, slot in sent:  # every message delivered a second time: still one run each
-        run_job(job, datetime.fromisoformat(slot), now=utc(2025, 2, 2, 12))
+        run_job(job, settings, datetime.fromisoformat(slot), now=utc(2025, 2, 2, 12))
     assert len([r for r in runs() if r.status == "succeeded"]) == len(set(sent)) + 2
 
 
 def test_claimed_slot_is_not_sent_again_and_oldest_goes_first(with_settings, redis_client):
     settings = with_settings(schedules={"remind-inactive-users": "0 */6 * * *"})
-    run_job("remind-inactive-users", utc(2025, 2, 27, 6), now=utc(2025, 2, 27, 6))  # ran before beat went down
+    run_job("remind-inactive-users", settings, utc(2025, 2, 27, 6), now=utc(2025, 2, 27, 6))  # ran before beat went down
     sent = []
     with session_scope() as s:
         dispatch_due(utc(2025, 3, 2, 0, 5), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
     assert sent == sorted(sent) and len(sent) == 6  # 36 h of six-hourly slots
     redis_client.flushdb()  # the SET NX keys expire; the ledger alone still stops a resend
     for slot in sent:
-        run_job("remind-inactive-users", datetime.fromisoformat(slot), now=utc(2025, 3, 2, 0, 6))
+        run_job("remind-inactive-users", settings, datetime.fromisoformat(slot), now=utc(2025, 3, 2, 0, 6))
     again = []
     with session_scope() as s:
         dispatch_due(utc(2025, 3, 2, 0, 10), redis_client, s, settings, send=lambda j, slot: again.append(slot))
@@ -85,7 +85,7 @@ def test_fresh_install_starts_at_the_next_slot(with_settings, redis_client):
 
 def test_catch_up_after_three_days_down_and_skipped_slots(with_settings, redis_client):
     settings = with_settings(schedules={"flag-expiring-cards": "0 0 * * *"})
-    run_job("flag-expiring-cards", utc(2025, 6, 1), now=utc(2025, 6, 1, 0, 1))
+    run_job("flag-expiring-cards", settings, utc(2025, 6, 1), now=utc(2025, 6, 1, 0, 1))
     sent = []
     now = utc(2025, 6, 4, 11)  # every beat down since June 1st; the window reaches June 2, 23:00
     with session_scope() as s:
@@ -96,7 +96,7 @@ def test_catch_up_after_three_days_down_and_skipped_slots(with_settings, redis_c
     assert [(r.slot, r.status) for r in rows] == [(utc(2025, 6, 1), "succeeded"), (utc(2025, 6, 2), "skipped")]
     assert "catch-up window" in rows[1].error
     for slot in sent:
-        run_job("flag-expiring-cards", datetime.fromisoformat(slot), now=now)
+        run_job("flag-expiring-cards", settings, datetime.fromisoformat(slot), now=now)
     with session_scope() as s:
         assert dispatch_due(now + timedelta(minutes=1), redis_client, s, settings, send=lambda *a: None) == []
     assert [r.status for r in runs("flag-expiring-cards")] == ["succeeded", "skipped", "succeeded", "succeeded"]
@@ -120,7 +120,7 @@ def test_a_dead_runs_slot_is_sent_again_and_taken_over(with_settings, redis_clie
     from scheduled import ledger
 
     settings = with_settings(schedules={"remind-inactive-users": "0 0 * * *"})
-    run_job("remind-inactive-users", utc(2025, 6, 2), now=utc(2025, 6, 2, 0, 1))  # it has run before
+    run_job("remind-inactive-users", settings, utc(2025, 6, 2), now=utc(2025, 6, 2, 0, 1))  # it has run before
     with session_scope() as s:  # tonight's worker was SIGKILLed mid-run: its row stays `running`
         ledger.claim(s, "remind-inactive-users", utc(2025, 6, 3), utc(2025, 6, 3, 0, 1))
     sent = []
@@ -130,7 +130,7 @@ def test_a_dead_runs_slot_is_sent_again_and_taken_over(with_settings, redis_clie
     with session_scope() as s:
         dispatch_due(utc(2025, 6, 3, 0, 30), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
     assert sent == [utc(2025, 6, 3).isoformat()]
-    run = run_job("remind-inactive-users", utc(2025, 6, 3), now=utc(2025, 6, 3, 0, 31))
+    run = run_job("remind-inactive-users", settings, utc(2025, 6, 3), now=utc(2025, 6, 3, 0, 31))
     assert run.status == "succeeded" and run.attempts == 2
 
 
@@ -138,7 +138,7 @@ def test_a_person_may_run_a_skipped_slot_once_beat_never_does(with_settings, red
     settings = with_settings(schedules={"purge-dormant-accounts": "0 0 * * *"})
     with session_scope() as s:  # fresh install: tonight's slot is the skipped baseline
         dispatch_due(utc(2025, 6, 4, 11), redis_client, s, settings, send=lambda *a: None)
-    assert run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 11)) is None
-    run = run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 11), explicit=True)
+    assert run_job("purge-dormant-accounts", settings, utc(2025, 6, 4), now=utc(2025, 6, 4, 11)) is None
+    run = run_job("purge-dormant-accounts", settings, utc(2025, 6, 4), now=utc(2025, 6, 4, 11), explicit=True)
     assert run.status == "succeeded"
-    assert run_job("purge-dormant-accounts", utc(2025, 6, 4), now=utc(2025, 6, 4, 12), explicit=True) is None
+    assert run_job("purge-dormant-accounts", settings, utc(2025, 6, 4), now=utc(2025, 6, 4, 12), explicit=True) is None

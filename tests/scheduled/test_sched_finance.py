@@ -1,26 +1,26 @@
 """finance-summary: figures against a hand-computed fixture, one email per period with its CSV."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from billing.finance import FinanceSummary
 from billing.models import MrrMovement
-from saas.db import session_scope
-from saas.models import AuditLog
-from saas.outbox import OutboxMessage
-from scheduled.models import FinanceSummary
+from saas.core.db import session_scope
+from saas.core.models import AuditLog
+from saas.core.outbox import OutboxMessage
 from scheduled.runner import run_job
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 OLD = utc(2025, 1, 1)
 
 
-def test_finance_figures_daily_and_monthly(make_user, subscription, invoice, card, add):
+def test_finance_figures_daily_and_monthly(settings, make_user, subscription, invoice, card, add):
     a = make_user()
     subscription(a.id, amount_cents=2000, created_at=utc(2025, 5, 31, 12))
     subscription(a.id, amount_cents=12000, interval="year", created_at=utc(2025, 5, 10))     # 1000 a month
@@ -44,9 +44,9 @@ def test_finance_figures_daily_and_monthly(make_user, subscription, invoice, car
     make_user(purge_due_at=utc(2025, 6, 20), inactive_warned_at=utc(2025, 5, 21))
 
     slot = utc(2025, 6, 1, 6)
-    run = run_job("finance-summary", slot, now=slot)
+    run = run_job("finance-summary", settings, slot, now=slot)
     assert (run.status, run.emails_queued) == ("succeeded", 2)
-    assert run_job("finance-summary", slot, now=slot) is None
+    assert run_job("finance-summary", settings, slot, now=slot) is None
     with session_scope() as s:
         rows = {r.period: r for r in s.scalars(select(FinanceSummary))}
         mails = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "finance-summary")
@@ -72,6 +72,6 @@ def test_finance_figures_daily_and_monthly(make_user, subscription, invoice, car
     assert "monthly,2025-05-01,2025-05-31,mrr_cents,usd,3000" in attachment["content"]
 
 
-def test_ordinary_day_sends_only_the_daily_summary():
-    run = run_job("finance-summary", utc(2025, 6, 2, 6), now=utc(2025, 6, 2, 6))
+def test_ordinary_day_sends_only_the_daily_summary(settings):
+    run = run_job("finance-summary", settings, utc(2025, 6, 2, 6), now=utc(2025, 6, 2, 6))
     assert run.emails_queued == 1

@@ -1,29 +1,30 @@
 """purge-dormant-accounts: every protection, the anonymisation, the audit row, dry run, purge_user."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from billing.models import Card, Invoice
-from saas.db import session_scope
-from saas.models import AuditLog, User
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
+from scheduled.dormancy import protection_reason, purge_user
 from scheduled.jobs import purge_dormant_accounts
-from scheduled.jobs.purge_dormant_accounts import protection_reason, purge_user
 
-NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
-DORMANT = {"last_seen_at": datetime(2024, 10, 1, tzinfo=timezone.utc),
-           "inactive_warned_at": datetime(2025, 4, 2, tzinfo=timezone.utc),
-           "purge_due_at": datetime(2025, 5, 2, tzinfo=timezone.utc)}
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+DORMANT = {"last_seen_at": datetime(2024, 10, 1, tzinfo=UTC),
+           "inactive_warned_at": datetime(2025, 4, 2, tzinfo=UTC),
+           "purge_due_at": datetime(2025, 5, 2, tzinfo=UTC)}
 
 
 @pytest.fixture
 def sent_tasks(monkeypatch):
-    from scheduled.celery_app import app
+    """Tasks enqueued, captured instead of sent: [(name, kwargs)]."""
+    from saas.core import queue
 
     calls = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=None, **kw: calls.append((name, args)))
+    monkeypatch.setattr(queue, "publish", lambda task, kwargs, countdown: calls.append((task.name, kwargs)))
     return calls
 
 
@@ -43,7 +44,7 @@ def test_purges_dormant_account_and_keeps_anonymised_invoices(make_user, card, i
         audit = s.scalars(select(AuditLog)).one()
         assert (audit.actor, audit.action, audit.subject_id) == ("job:purge-dormant-accounts", "account.purged", str(dario.id))
         assert "dario" not in str(audit.details).lower()
-    assert sent_tasks == [("billing.tasks.delete_stripe_customer", ["cus_dario"])]
+    assert sent_tasks == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_dario"})]
 
 
 @pytest.mark.parametrize("protect, reason", [
@@ -64,8 +65,8 @@ def test_every_protection_blocks_purge(make_user, subscription, invoice, ctx, se
 
 
 @pytest.mark.parametrize("columns", [
-    {"purge_due_at": datetime(2025, 6, 2, tzinfo=timezone.utc)},            # not due yet
-    {"last_seen_at": datetime(2025, 4, 3, tzinfo=timezone.utc)},            # active since the warning
+    {"purge_due_at": datetime(2025, 6, 2, tzinfo=UTC)},            # not due yet
+    {"last_seen_at": datetime(2025, 4, 3, tzinfo=UTC)},            # active since the warning
     {"purge_exempt_reason": "enterprise pilot"},                            # exempted by an admin
     {"inactive_warned_at": None, "purge_due_at": None},                     # never warned
 ])
@@ -83,18 +84,18 @@ def test_cancelled_subscription_and_paid_invoice_do_not_protect(make_user, subsc
 
 
 def test_admin_approval_purges_before_the_due_date(make_user, ctx, session, sent_tasks):
-    user = make_user(**{**DORMANT, "purge_due_at": datetime(2025, 7, 1, tzinfo=timezone.utc),
-                        "purge_approved_at": datetime(2025, 5, 30, tzinfo=timezone.utc)})
+    user = make_user(**{**DORMANT, "purge_due_at": datetime(2025, 7, 1, tzinfo=UTC),
+                        "purge_approved_at": datetime(2025, 5, 30, tzinfo=UTC)})
     purge_dormant_accounts(session, ctx("purge-dormant-accounts", NOW))
     assert session.get(User, user.id).purged_at == NOW
 
 
-def test_dry_run_lists_and_changes_nothing(make_user, card, ctx, session, sent_tasks):
+def test_dry_run_lists_and_changes_nothing(settings, make_user, card, ctx, session, sent_tasks):
     from scheduled.runner import run_job
 
     dario = make_user(**DORMANT)
     card(dario.id, 1, 2030)
-    run = run_job("purge-dormant-accounts", NOW, dry_run=True, now=NOW)
+    run = run_job("purge-dormant-accounts", settings, NOW, dry_run=True, now=NOW)
     assert run.dry_run and run.status == "succeeded" and run.changed == 1
     assert run.details["would_purge"][0]["user_id"] == dario.id
     with session_scope() as s:
@@ -103,20 +104,20 @@ def test_dry_run_lists_and_changes_nothing(make_user, card, ctx, session, sent_t
         assert s.scalar(select(func.count()).select_from(AuditLog)) == 0
     assert sent_tasks == []
     # A dry run never blocks the real run of the same slot.
-    assert run_job("purge-dormant-accounts", NOW, now=NOW).changed == 1
+    assert run_job("purge-dormant-accounts", settings, NOW, now=NOW).changed == 1
 
 
 def test_purge_user_for_the_admin_action(make_user, session, sent_tasks):
     user = make_user(stripe_customer_id="cus_x", **DORMANT)
     assert purge_user(session, user.id, "admin:7", NOW) is True
     session.commit()
-    assert sent_tasks == [("billing.tasks.delete_stripe_customer", ["cus_x"])]
+    assert sent_tasks == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_x"})]
     assert session.scalars(select(AuditLog.actor)).one() == "admin:7"
     assert purge_user(session, user.id, "admin:7", NOW) is False  # already purged
 
 
 def test_purge_removes_the_contents_of_the_accounts_emails(make_user, ctx, session, sent_tasks):
-    from saas.outbox import OutboxMessage, queue_email
+    from saas.core.outbox import OutboxMessage, queue_email
 
     dario = make_user(email="dario@example.com", name="Dario", **DORMANT)
     with session_scope() as s:

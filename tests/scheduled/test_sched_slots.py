@@ -1,16 +1,16 @@
 """Slot arithmetic: frozen clocks at boundaries, DST days, the second Tuesday."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduled.slots import latest_slot, slots_between
+from saas.core.slots import latest_slot, slots_between
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("now, expected", [
@@ -30,7 +30,7 @@ def test_latest_slot_at_midnight_boundaries(now, expected):
 def test_daily_job_runs_once_on_both_dst_days(zone, spring, autumn, hh, mm):
     tz = ZoneInfo(zone)
     for day in (spring, autumn):
-        start = datetime.fromisoformat(day).replace(tzinfo=tz).astimezone(timezone.utc)
+        start = datetime.fromisoformat(day).replace(tzinfo=tz).astimezone(UTC)
         slots = slots_between(f"{mm} {hh} * * *", zone, start - timedelta(seconds=1), start + timedelta(hours=25))
         on_day = [s for s in slots if s.astimezone(tz).date().isoformat() == day]
         assert len(on_day) == 1, (zone, day, hh, mm, slots)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from saas.core import queue
 from tests.security.fuzzing import CASES
 
 
@@ -15,19 +16,16 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def sent(monkeypatch):
-    """Celery tasks the code enqueues, captured instead of sent: [(name, args, kwargs)]."""
-    from scheduled.celery_app import app as celery_app
-
+    """Celery tasks the code enqueues, captured instead of sent: [(name, kwargs)]."""
     calls = []
-    monkeypatch.setattr(celery_app, "send_task",
-                        lambda name, args=None, kwargs=None, **_: calls.append((name, args, kwargs)))
+    monkeypatch.setattr(queue, "publish", lambda task, kwargs, countdown: calls.append((task.name, kwargs)))
     return calls
 
 
 @pytest.fixture
 def reset_limits(app):
     """Clear every rate-limit counter (login, contact) so each generated case meets the view itself."""
-    from saas.extensions import limiter
+    from saas.web.extensions import limiter
 
     def reset() -> None:
         with app.app_context():

@@ -25,7 +25,7 @@ def table_counts(*models) -> dict[str, int]:
     """Row count of each table, to prove a rejected request wrote nothing."""
     from sqlalchemy import func, select
 
-    from saas.db import session_scope
+    from saas.core.db import session_scope
 
     with session_scope() as s:
         return {m.__tablename__: s.scalar(select(func.count()).select_from(m)) for m in models}
@@ -35,7 +35,7 @@ def table_rows(*models) -> dict[str, list[tuple]]:
     """Every row of each table as plain tuples (sorted by primary key), to compare before/after."""
     from sqlalchemy import inspect, select
 
-    from saas.db import session_scope
+    from saas.core.db import session_scope
 
     snapshot = {}
     with session_scope() as s:

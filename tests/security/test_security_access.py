@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from saas.db import session_scope
+from saas.core.db import session_scope
 from tests.security.access_table import ACCESS, PERSONAS, block, documented
 
 VALUES = {"filename": "app.css", "name": "finance-summary"}
@@ -20,10 +20,10 @@ VALUES = {"filename": "app.css", "name": "finance-summary"}
 def world(app, make_user, mail, sent):
     """One persona per role and a real object behind every path parameter."""
     from billing import progress
-    from saas.auth import make_reset_token
-    from saas.models import User
-    from saas.outbox import OutboxMessage, queue_email
-    from scheduled.models import FinanceReport, FinanceSummary
+    from billing.finance import FinanceReport, FinanceSummary
+    from saas.core.accounts import make_reset_token
+    from saas.core.models import User
+    from saas.core.outbox import OutboxMessage, queue_email
 
     users = {role: make_user(email=f"{role}@example.com", role=role) for role in ("subscriber", "finance", "admin")}
     with session_scope() as s:
@@ -38,7 +38,7 @@ def world(app, make_user, mail, sent):
         message_id = s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == "access:1"))
         ids = {"message_id": message_id, "report_id": report.id, "summary_id": summary.id}
     with app.test_request_context(), session_scope() as s:
-        ids["token"] = make_reset_token(s.get(User, users["subscriber"].id))
+        ids["token"] = make_reset_token(s.get(User, users["subscriber"].id), "test-secret-key-0123456789")
     ids["op_id"] = progress.new_operation(users["subscriber"].id, "card")
     note = EmailMessage()
     note["From"], note["To"], note["Subject"] = "a@example.com", "b@example.com", "hello"
@@ -54,8 +54,8 @@ def client_as(app, persona: str, users):
     read afresh, since signing out rotates it)."""
     from sqlalchemy import select
 
-    from saas.db import session_scope
-    from saas.models import User
+    from saas.core.db import session_scope
+    from saas.core.models import User
 
     client = app.test_client()
     if persona != "anonymous":
@@ -109,8 +109,8 @@ def test_docs_hold_the_table_the_test_checks():
 
 
 def test_production_has_no_dev_routes(services):
-    from saas.app import create_app
-    from saas.settings import Settings
+    from saas.core.settings import Settings
+    from saas.web.app import create_app
 
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production"}))
     assert not any(rule.startswith("/dev/") for rule, _ in app_routes(prod))
@@ -141,32 +141,27 @@ def test_a_form_with_its_token_passes_the_csrf_check(csrf_app):
     assert response.status_code == 400 and CSRF_MESSAGE not in response.data and b"Wrong email" in response.data
 
 
-def test_the_webhook_is_exempt_from_csrf_and_answers_by_signature(csrf_app, monkeypatch, sent):
+def test_the_webhook_is_exempt_from_csrf_and_answers_by_signature(with_settings, sent):
     import json
     import time
 
-    from saas.settings import get_settings
+    from saas.web.app import create_app
     from tests.billing.helpers import SECRET, event, signed
 
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
-    get_settings.cache_clear()
-    try:
-        payload, headers = signed(event("customer.created", {"id": "cus_x"}, int(time.time())))
-        client = csrf_app.test_client()
-        assert client.post("/billing/webhooks/stripe", data=payload, headers=headers).status_code == 200
-        unsigned = client.post("/billing/webhooks/stripe", data=json.dumps({"id": "evt_x"}),
-                               headers={"Content-Type": "application/json"})
-        assert unsigned.status_code == 400 and CSRF_MESSAGE not in unsigned.data
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    csrf_app = create_app(with_settings(stripe_webhook_secrets=(SECRET,)))
+    payload, headers = signed(event("customer.created", {"id": "cus_x"}, int(time.time())))
+    client = csrf_app.test_client()
+    assert client.post("/billing/webhooks/stripe", data=payload, headers=headers).status_code == 200
+    unsigned = client.post("/billing/webhooks/stripe", data=json.dumps({"id": "evt_x"}),
+                           headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 400 and CSRF_MESSAGE not in unsigned.data
 
 
 # ---- cookies --------------------------------------------------------------------------------------
 
 def test_session_cookie_is_secure_httponly_samesite_in_production(services):
-    from saas.app import create_app
-    from saas.settings import Settings
+    from saas.core.settings import Settings
+    from saas.web.app import create_app
 
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production"}))
     assert prod.config["SESSION_COOKIE_SECURE"] and prod.config["SESSION_COOKIE_HTTPONLY"]

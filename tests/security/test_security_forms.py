@@ -1,20 +1,20 @@
 """Forms under fuzz: sign-up, sign-in, contact and the admin actions never answer 500 and never write half."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from saas.models import AuditLog, User
-from saas.outbox import OutboxMessage
+from saas.core.models import AuditLog, User
+from saas.core.outbox import OutboxMessage
 from tests.conftest import PASSWORD
 from tests.security.fuzzing import fuzz, table_counts, table_rows, tried
 from tests.web.helpers import add_subscription
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 # Any text, the control characters and NUL included (hypothesis leaves out lone surrogates, as HTTP does).
 anything = st.one_of(st.text(max_size=80), st.sampled_from(["\x00", "a\x00b", "\r\n", "\u202e", "' OR 1=1 --",
                                                            "<script>x</script>", "%00", "\ufeff"]))

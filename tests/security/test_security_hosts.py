@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from saas.db import session_scope
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.outbox import OutboxMessage
 
 
 def _reset_links() -> list[str]:
@@ -35,8 +35,8 @@ def test_reset_link_is_built_from_app_url(client, make_user):
 @pytest.mark.parametrize("headers", [{"Host": "evil.example"}, {"Host": "localhost"},
                                      {"X-Forwarded-Host": "evil.example"}])
 def test_production_answers_only_app_urls_host_even_behind_a_proxy(services, headers):
-    from saas.app import create_app
-    from saas.settings import Settings
+    from saas.core.settings import Settings
+    from saas.web.app import create_app
 
     app_url = "https://billing.example.com"
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production", "APP_URL": app_url,
@@ -48,8 +48,8 @@ def test_production_answers_only_app_urls_host_even_behind_a_proxy(services, hea
 
 def test_health_probes_answer_any_host(services):
     """Orchestrators probe the container's own address."""
-    from saas.app import create_app
-    from saas.settings import Settings
+    from saas.core.settings import Settings
+    from saas.web.app import create_app
 
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production",
                                          "APP_URL": "https://billing.example.com"}))
@@ -71,8 +71,8 @@ def test_security_headers_on_every_response_and_no_store_when_signed_in(client, 
 
 
 def test_production_sends_hsts(services):
-    from saas.app import create_app
-    from saas.settings import Settings
+    from saas.core.settings import Settings
+    from saas.web.app import create_app
 
     app_url = "https://billing.example.com"
     prod = create_app(Settings.from_env({**os.environ, "SAAS_ENV": "production", "APP_URL": app_url}))

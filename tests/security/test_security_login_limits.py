@@ -1,7 +1,7 @@
 """Sign-in attempts are limited per account and per IP address; only failures count."""
 from __future__ import annotations
 
-from saas.views.auth import LOGIN_LIMIT_PER_ACCOUNT, LOGIN_LIMIT_PER_IP
+from saas.web.views.auth import LOGIN_LIMIT_PER_ACCOUNT, LOGIN_LIMIT_PER_IP
 from tests.conftest import PASSWORD
 
 PER_ACCOUNT = int(LOGIN_LIMIT_PER_ACCOUNT.split()[0])

@@ -3,20 +3,20 @@ and every purged one has exactly one audit row without personal data."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
 from billing.models import INVOICE_STATUSES, SUBSCRIPTION_STATUSES, Card, Invoice, Subscription
-from saas.db import session_scope
-from saas.models import AuditLog, User
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
 from scheduled.jobs.purge_dormant_accounts import purge_dormant_accounts
 from scheduled.ledger import RunContext
 from tests.security.fuzzing import fuzz, tried
 
-NOW = datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 ACCOUNTS_PER_EXAMPLE = 50
 _serial = itertools.count(1)
@@ -110,7 +110,7 @@ def snapshot(session, ids: list[int]) -> dict[int, tuple]:
     return {i: (users[i], cards.get(i, 0), invoices.get(i, [])) for i in ids}
 
 
-def test_purge_never_touches_a_protected_account_and_audits_every_purge(services, sent):
+def test_purge_never_touches_a_protected_account_and_audits_every_purge(settings, services, sent):
     @fuzz(60)
     @given(states=st.lists(account_states(), min_size=ACCOUNTS_PER_EXAMPLE, max_size=ACCOUNTS_PER_EXAMPLE),
            batch_size=st.sampled_from([7, 50, 1000]))
@@ -125,14 +125,15 @@ def test_purge_never_touches_a_protected_account_and_audits_every_purge(services
 
         with session_scope() as s:
             before = snapshot(s, ids)
-            dry = RunContext(job="purge-dormant-accounts", slot=NOW, now=NOW, dry_run=True, batch_size=batch_size)
+            dry = RunContext(job="purge-dormant-accounts", slot=NOW, settings=settings, now=NOW, dry_run=True,
+                             batch_size=batch_size)
             purge_dormant_accounts(s, dry)
         assert {row["user_id"] for row in dry.details.get("would_purge", [])} & set(ids) == expected
         with session_scope() as s:
             assert snapshot(s, ids) == before  # a dry run changes nothing
 
         with session_scope() as s:
-            purge_dormant_accounts(s, RunContext(job="purge-dormant-accounts", slot=NOW, now=NOW,
+            purge_dormant_accounts(s, RunContext(job="purge-dormant-accounts", slot=NOW, settings=settings, now=NOW,
                                                  batch_size=batch_size))
         with session_scope() as s:
             after = snapshot(s, ids)
@@ -156,7 +157,7 @@ def test_purge_never_touches_a_protected_account_and_audits_every_purge(services
 
 def test_a_queued_admin_purge_respects_a_later_sign_in_or_exemption(make_user, sent):
     """Approve, then the account signs in (or is exempted) before the worker runs: nothing is purged."""
-    from saas.auth import record_sign_in
+    from saas.core.accounts import record_sign_in
     from scheduled import tasks
 
     warned = dict(last_seen_at=NOW - 200 * DAY, inactive_warned_at=NOW - 35 * DAY, purge_due_at=NOW - 5 * DAY,

@@ -1,6 +1,7 @@
 """Webhooks under fuzz: nothing unsigned, stale, future or malformed is accepted or stored; replays change nothing."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -11,11 +12,12 @@ import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.expiry import ExpiryWindow
 from billing.handlers import process_event
 from billing.models import Card, Invoice, MrrMovement, StripeEvent, Subscription
-from saas.db import session_scope
-from saas.models import AuditLog, User
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
+from saas.core.outbox import OutboxMessage
 from tests.billing.helpers import OLD_SECRET, SECRET, card, event, invoice, subscription
 from tests.security.fuzzing import fuzz, table_counts, table_rows, tried
 
@@ -25,7 +27,10 @@ BILLING_TABLES = (User, Card, Subscription, Invoice, MrrMovement, StripeEvent, O
 _unique = itertools.count(1)
 
 
-pytestmark = pytest.mark.usefixtures("rotated_webhook_secrets")
+@pytest.fixture
+def settings(settings):
+    """Two configured webhook secrets (a rotation in progress), as production may have."""
+    return dataclasses.replace(settings, stripe_webhook_secrets=(SECRET, OLD_SECRET))
 
 
 def header_for(payload: str | bytes, secret: str, timestamp: int) -> str:
@@ -191,7 +196,7 @@ def deliver(client, evt: dict, secret: str):
     response = post(client, payload, header_for(payload, secret, int(time.time())))
     if response.status_code == 200:
         with session_scope() as s:  # what the worker does with the enqueued id
-            process_event(s, evt["id"], TODAY)
+            process_event(s, evt["id"], ExpiryWindow(TODAY, 30))
     return response
 
 

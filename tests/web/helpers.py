@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import itertools
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import event
 
-from saas.db import get_engine, session_scope
+from saas.core.db import get_engine, session_scope
 
 _ids = itertools.count(1)
 
@@ -41,7 +41,7 @@ def add_invoice(user_id: int, amount_cents: int = 2900, status: str = "paid", pa
     with session_scope() as s:
         inv = Invoice(user_id=user_id, stripe_invoice_id=f"in_test_{next(_ids)}", number=f"INV-{next(_ids):04d}",
                       amount_cents=amount_cents, status=status,
-                      paid_at=paid_at or (datetime.now(timezone.utc) if status == "paid" else None))
+                      paid_at=paid_at or (datetime.now(UTC) if status == "paid" else None))
         s.add(inv)
         s.flush()
         return inv.id

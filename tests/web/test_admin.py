@@ -1,15 +1,15 @@
 """Admin pages: access by role, the dormant queue, its actions, jobs, outbox, audit log."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from saas.db import session_scope
-from saas.models import AuditLog, User
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.models import AuditLog, User
+from saas.core.outbox import OutboxMessage
 from tests.web.helpers import add_invoice, add_subscription
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture
@@ -203,7 +203,7 @@ def test_run_now_and_dry_run_enqueue_through_the_ledger(client, admin, sent, dry
     assert response.status_code == 302
     [(name, kwargs)] = sent
     assert name == "scheduled.tasks.run_job" and kwargs["job"] == "flag-expiring-cards"
-    assert kwargs["dry_run"] is bool(dry_run) and datetime.fromisoformat(kwargs["slot_iso"]) <= datetime.now(timezone.utc)
+    assert kwargs["dry_run"] is bool(dry_run) and datetime.fromisoformat(kwargs["slot_iso"]) <= datetime.now(UTC)
     [row] = audit_rows()
     assert row.action == action and row.subject_id == "flag-expiring-cards"
 
@@ -213,7 +213,7 @@ def test_unknown_job_is_404(client, admin, sent):
 
 
 def _outbox(status: str, **values) -> int:
-    from saas.outbox import queue_email
+    from saas.core.outbox import queue_email
 
     with session_scope() as s:
         queue_email(s, key=f"t:{status}", kind="welcome", to="x@example.com", template="welcome", context={"name": "X"})
@@ -238,7 +238,7 @@ def test_retry_sets_pending_now_enqueues_delivery_and_audits(client, admin, sent
     assert client.post(f"/admin/outbox/{failed}/retry").status_code == 302
     with session_scope() as s:
         row = s.get(OutboxMessage, failed)
-        assert row.status == "pending" and row.next_attempt_at <= datetime.now(timezone.utc)
+        assert row.status == "pending" and row.next_attempt_at <= datetime.now(UTC)
     assert ("scheduled.delivery.deliver_outbox", {}) in sent
     [audit] = audit_rows()
     assert audit.action == "outbox.retry" and audit.subject_id == str(failed) and "x@example.com" not in str(audit.details)

@@ -2,8 +2,8 @@
 import pytest
 from sqlalchemy import select
 
-from saas.db import session_scope
-from saas.outbox import OutboxMessage
+from saas.core.db import session_scope
+from saas.core.outbox import OutboxMessage
 
 GOOD = {"name": "Vera Visitor", "email": "vera@example.org", "subject": "Invoices",
         "message": "Can I get my invoices as PDF, please?", "submission": "tok-1"}

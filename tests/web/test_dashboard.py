@@ -1,12 +1,12 @@
 """The subscriber's dashboard: plan, card, invoices, banners from current rows, three queries."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from billing.models import Card, Subscription
-from saas.db import session_scope
-from saas.models import User
+from saas.core.db import session_scope
+from saas.core.models import User
 from tests.web.helpers import add_card, add_invoice, add_subscription, count_queries
 
 
@@ -60,7 +60,7 @@ def test_payment_failed_banner_until_the_subscription_recovers(client, ana):
 
 
 def test_scheduled_deletion_banner_shows_the_date(client, make_user, auth):
-    due = datetime(2031, 3, 14, 12, tzinfo=timezone.utc)
+    due = datetime(2031, 3, 14, 12, tzinfo=UTC)
     user = make_user(email="dario@example.com", purge_due_at=due, inactive_warned_at=due - timedelta(days=30))
     # Signing in cancels the deletion, so this state is seen by a session that was already open.
     client.get("/")  # no-op to create the cookie jar
@@ -72,7 +72,7 @@ def test_scheduled_deletion_banner_shows_the_date(client, make_user, auth):
 
 
 def test_sign_in_cancels_deletion_and_says_so_once(client, make_user, auth):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     make_user(email="carla@example.com", inactive_warned_at=now - timedelta(days=20), purge_due_at=now + timedelta(days=10))
     auth.login("carla@example.com")
     first = client.get("/dashboard").get_data(as_text=True)
@@ -91,7 +91,7 @@ def test_dashboard_uses_at_most_three_queries(soon, client, ana, cancelled_notic
         add_invoice(ana.id)
     if cancelled_notice:
         with session_scope() as s:
-            s.execute(update(User).where(User.id == ana.id).values(deletion_cancelled_at=datetime.now(timezone.utc)))
+            s.execute(update(User).where(User.id == ana.id).values(deletion_cancelled_at=datetime.now(UTC)))
     with count_queries() as statements:
         response = client.get("/dashboard")
     assert response.status_code == 200 and b'data-banner="card-expiring"' in response.data

@@ -1,13 +1,13 @@
 """Finance pages: access, summaries, the report form, the report task, live progress and download."""
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from saas.db import session_scope
-from scheduled.models import FinanceReport, FinanceSummary
+from billing.finance import FinanceReport, FinanceSummary
+from saas.core.db import session_scope
 from tests.web.helpers import add_invoice, add_subscription
 
 
@@ -87,25 +87,25 @@ def test_requesting_a_report_stores_it_and_enqueues_the_task(client, finance, se
     assert f'data-events="/finance/reports/{report.id}/events"' in page and "<progress" in page
 
 
-def test_report_csv_figures(session, make_user):
-    from scheduled.reports import revenue_churn_csv
+def test_report_csv_figures(settings, session, make_user):
+    from billing.finance import revenue_churn_csv
 
     user = make_user(email="payer@example.com")
-    add_invoice(user.id, amount_cents=2900, paid_at=datetime(2025, 1, 2, 12, tzinfo=timezone.utc))
-    add_invoice(user.id, amount_cents=1000, paid_at=datetime(2025, 1, 2, 13, tzinfo=timezone.utc))
+    add_invoice(user.id, amount_cents=2900, paid_at=datetime(2025, 1, 2, 12, tzinfo=UTC))
+    add_invoice(user.id, amount_cents=1000, paid_at=datetime(2025, 1, 2, 13, tzinfo=UTC))
     add_invoice(user.id, amount_cents=5000, status="open")
     sub_id = add_subscription(user.id)
     from billing.models import MrrMovement
 
     with session_scope() as s:
         s.add_all([
-            MrrMovement(subscription_id=sub_id, at=datetime(2025, 1, 3, 9, tzinfo=timezone.utc), kind="new",
+            MrrMovement(subscription_id=sub_id, at=datetime(2025, 1, 3, 9, tzinfo=UTC), kind="new",
                         currency="usd", mrr_before_cents=0, mrr_after_cents=2900),
-            MrrMovement(subscription_id=sub_id, at=datetime(2025, 1, 3, 10, tzinfo=timezone.utc), kind="churn",
+            MrrMovement(subscription_id=sub_id, at=datetime(2025, 1, 3, 10, tzinfo=UTC), kind="churn",
                         currency="usd", mrr_before_cents=2900, mrr_after_cents=0),
         ])
     seen = []
-    lines = revenue_churn_csv(session, date(2025, 1, 1), date(2025, 1, 20), seen.append).splitlines()
+    lines = revenue_churn_csv(session, date(2025, 1, 1), date(2025, 1, 20), settings.tz, seen.append).splitlines()
     assert lines[0] == "date,currency,revenue,invoices_paid,new_mrr,churned_mrr,new_subscriptions,churned_subscriptions"
     assert len(lines) == 21
     assert "2025-01-02,USD,3900,2,0,0,0,0" in lines and "2025-01-03,USD,0,0,2900,2900,1,1" in lines

@@ -1,0 +1,65 @@
+"""The one definition of an account's current subscription, default card and recent invoices.
+
+The dashboard, the billing page, the subscribe and cancel actions and every email read them
+from here. The current subscription is the newest live one (active, trialing, past_due,
+incomplete), else the newest ended one: an older past_due subscription does not outrank a
+newer active one. The default card is the one Stripe marks default, else the newest.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Select, select, true, update
+from sqlalchemy.orm import Session, aliased
+
+from billing.models import Card, Invoice, Subscription
+from saas.core.models import User
+
+LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
+INVOICES_SHOWN = 12
+
+
+def current_subscription_query(user_id: int) -> Select[tuple[Subscription]]:
+    return (select(Subscription).where(Subscription.user_id == user_id)
+            .order_by(Subscription.status.in_(LIVE_STATUSES).desc(), Subscription.created_at.desc(),
+                      Subscription.id.desc())
+            .limit(1))
+
+
+def default_card_query(user_id: int) -> Select[tuple[Card]]:
+    return (select(Card).where(Card.user_id == user_id)
+            .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc()).limit(1))
+
+
+def recent_invoices_query(user_id: int) -> Select[tuple[Invoice]]:
+    return (select(Invoice).where(Invoice.user_id == user_id)
+            .order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(INVOICES_SHOWN))
+
+
+def current_subscription(session: Session, user_id: int) -> Subscription | None:
+    return session.scalar(current_subscription_query(user_id))
+
+
+def default_card(session: Session, user_id: int) -> Card | None:
+    return session.scalar(default_card_query(user_id))
+
+
+def recent_invoices(session: Session, user_id: int) -> list[Invoice]:
+    return list(session.scalars(recent_invoices_query(user_id)))
+
+
+def card_and_subscription(session: Session, user_id: int,
+                          clear_cancelled_notice: bool = False) -> tuple[Card | None, Subscription | None]:
+    """The default card and the current subscription in one round trip (two laterals).
+
+    With `clear_cancelled_notice`, the same statement also clears the account's one-time
+    "deletion cancelled" notice (a data-modifying CTE), so the dashboard stays within three queries.
+    """
+    card_q = default_card_query(user_id).lateral("card")
+    sub_q = current_subscription_query(user_id).lateral("sub")
+    card, sub = aliased(Card, card_q), aliased(Subscription, sub_q)
+    stmt = (select(card, sub).select_from(User)
+            .outerjoin(card_q, true()).outerjoin(sub_q, true()).where(User.id == user_id))
+    if clear_cancelled_notice:
+        stmt = stmt.add_cte(update(User).where(User.id == user_id, User.deletion_cancelled_at.is_not(None))
+                            .values(deletion_cancelled_at=None).cte("cleared"))
+    row = session.execute(stmt).first()
+    return (row[0], row[1]) if row else (None, None)

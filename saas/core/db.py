@@ -1,0 +1,106 @@
+"""The database: one engine per process, sessions, and the declarative base every model uses."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, MetaData, create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base: stable constraint names (quiet Alembic diffs), timestamps with time zone."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware. Used as a column default callable (never evaluated at import)."""
+    return datetime.now(UTC)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Point plain postgresql:// URLs at psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+_engines: dict[str, Engine] = {}
+_factory: list[sessionmaker[Session]] = []
+_bound: list[str] = []  # the process's DATABASE_URL, set by bind() (runtime.configure)
+
+
+def bind(url: str) -> None:
+    """Make `url` the process's database: sessions and get_engine() use it from now on."""
+    url = sqlalchemy_url(url)
+    if _bound != [url]:
+        reset_engines()
+        _bound[:] = [url]
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for `url` (default: the bound database); pooled, pre-pinged."""
+    if url is None:
+        if not _bound:
+            raise RuntimeError("the database is not configured: the entry point calls "
+                               "saas.core.runtime.configure(settings)")
+        url = _bound[0]
+    url = sqlalchemy_url(url)
+    if url not in _engines:
+        _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return _engines[url]
+
+
+def session_factory() -> sessionmaker[Session]:
+    """The sessionmaker bound to the process's engine."""
+    if not _factory:
+        _factory.append(sessionmaker(bind=get_engine(), expire_on_commit=False))
+    return _factory[0]
+
+
+# The web request's session: removed at the end of each request by init_app's teardown.
+web_session: scoped_session[Session] = scoped_session(lambda: session_factory()())
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session for domain code outside a request: commits on success, rolls back on error."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def reset_engines() -> None:
+    """Drop every pooled connection (after a fork, or when the database changes)."""
+    web_session.remove()
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _factory.clear()
+
+
+def init_app(app) -> None:
+    """Give each request a session and close it when the request ends."""
+
+    @app.teardown_appcontext
+    def remove_session(exc: BaseException | None = None) -> None:
+        web_session.remove()

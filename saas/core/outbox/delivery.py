@@ -1,0 +1,203 @@
+"""Outbox delivery: claim due rows, send them over one SMTP connection, record each outcome."""
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from jinja2 import TemplateError
+from sqlalchemy import or_, select, text, update
+
+from saas.core import runtime
+from saas.core.backoff import backoff_seconds
+from saas.core.db import get_engine, session_scope
+from saas.core.outbox.models import OutboxMessage
+from saas.core.queue import app, enqueue
+from saas.core.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 6  # the first try and five retries
+BATCH_SIZE = 200
+STALE_CLAIM = timedelta(minutes=10)
+CONNECTION_RETRY = timedelta(seconds=30)
+RUNNING_LOCK_CLASS = 72041  # advisory lock namespace: one running copy per delivery task id
+
+
+def open_smtp(url: str) -> smtplib.SMTP:
+    """Connect to SMTP_URL: smtp://[user:pass@]host[:port][?starttls=1] or smtps://."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    if parts.scheme == "smtps":
+        conn: smtplib.SMTP = smtplib.SMTP_SSL(host, port or 465, timeout=30)
+    else:
+        conn = smtplib.SMTP(host, port or 25, timeout=30)
+        if parse_qs(parts.query).get("starttls", ["0"])[0] in ("1", "true", "yes"):
+            conn.starttls()
+    if parts.username:
+        conn.login(unquote(parts.username), unquote(parts.password or ""))
+    return conn
+
+
+def build_message(row: OutboxMessage, mail_from: str) -> EmailMessage:
+    """The MIME message for a row, rendered now: text and HTML parts, attachments, a row-derived
+    Message-ID. Raises jinja2.TemplateError when the row's template cannot render its context."""
+    email = row.render()
+    msg = EmailMessage()
+    msg["From"] = mail_from
+    msg["To"] = row.to_addr
+    if row.reply_to:
+        msg["Reply-To"] = row.reply_to
+    msg["Subject"] = email.subject
+    msg["Message-ID"] = row.message_id
+    msg["Date"] = format_datetime(row.created_at)
+    msg.set_content(email.text)
+    msg.add_alternative(email.html, subtype="html")
+    for item in row.attachments or []:
+        maintype, _, subtype = item.get("content_type", "text/plain").partition("/")
+        msg.add_attachment(item["content"].encode(), maintype=maintype, subtype=subtype,
+                           filename=item["filename"])
+    return msg
+
+
+def claim_batch(claimer: str, limit: int = BATCH_SIZE) -> list[OutboxMessage]:
+    """Mark due rows as ours: pending and due, claimed by this same task before (a redelivery
+    after a crash), or claimed by anyone too long ago."""
+    now = datetime.now(UTC)
+    due = (
+        select(OutboxMessage.id)
+        .where(or_(
+            (OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now),
+            (OutboxMessage.status == "sending") & (OutboxMessage.claimed_by == claimer),
+            (OutboxMessage.status == "sending") & (OutboxMessage.claimed_at < now - STALE_CLAIM),
+        ))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with session_scope() as session:
+        claimed = session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .values(status="sending", claimed_at=now, claimed_by=claimer)
+            .returning(OutboxMessage)
+        )
+        return sorted(claimed, key=lambda row: row.id)  # RETURNING has no order
+
+
+def record(row_id: int, **values) -> None:
+    with session_scope() as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
+
+
+def release(rows: list[OutboxMessage], error: str) -> None:
+    """Give rows back untouched (the server could not be reached): no attempt is used up."""
+    with session_scope() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([r.id for r in rows]), OutboxMessage.status == "sending")
+            .values(status="pending", claimed_by=None, last_error=error[:2000],
+                    next_attempt_at=datetime.now(UTC) + CONNECTION_RETRY)
+        )
+
+
+def record_failure(row: OutboxMessage, error: str, permanent: bool) -> datetime | None:
+    """Schedule a retry with backoff, or mark the row failed; returns when to retry."""
+    attempts = row.attempts + 1
+    if permanent or attempts >= MAX_ATTEMPTS:
+        record(row.id, status="failed", attempts=attempts, last_error=error[:2000], claimed_by=None)
+        log.error("outbox %s failed for good after %s attempts: %s", row.id, attempts, error)
+        return None
+    retry_at = datetime.now(UTC) + timedelta(seconds=backoff_seconds(attempts - 1))
+    record(row.id, status="pending", attempts=attempts, last_error=error[:2000],
+           claimed_by=None, next_attempt_at=retry_at)
+    return retry_at
+
+
+def deliver_rows(rows: list[OutboxMessage], settings: Settings) -> tuple[int, datetime | None]:
+    """Send claimed rows over one connection to SMTP_URL; returns (sent, earliest retry time)."""
+    try:
+        conn = open_smtp(settings.smtp_url)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("SMTP unreachable (%s); %s rows stay pending", exc, len(rows))
+        release(rows, f"SMTP unreachable: {exc}")
+        return 0, datetime.now(UTC) + CONNECTION_RETRY
+    sent, retry_at = 0, None
+    try:
+        for index, row in enumerate(rows):
+            try:
+                message = build_message(row, settings.mail_from)
+            except TemplateError as exc:  # the same row would fail the same way again
+                record_failure(row, f"cannot render email/{row.template}: {type(exc).__name__}: {exc}", permanent=True)
+                continue
+            try:
+                conn.send_message(message)
+            except smtplib.SMTPServerDisconnected as exc:
+                release(rows[index:], f"SMTP disconnected: {exc}")
+                return sent, datetime.now(UTC) + CONNECTION_RETRY
+            except (smtplib.SMTPException, OSError) as exc:
+                code = getattr(exc, "smtp_code", None)
+                if isinstance(exc, smtplib.SMTPRecipientsRefused):
+                    code = min((c for c, _m in exc.recipients.values()), default=None)
+                when = record_failure(row, f"{type(exc).__name__}: {exc}", permanent=bool(code and code >= 500))
+                if when and (retry_at is None or when < retry_at):
+                    retry_at = when
+                continue
+            record(row.id, status="sent", attempts=row.attempts + 1, sent_at=datetime.now(UTC),
+                   claimed_by=None, last_error=None)
+            sent += 1
+    finally:
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+    return sent, retry_at
+
+
+@contextmanager
+def running_alone(claimer: str) -> Iterator[bool]:
+    """Yield whether this is the only running copy of task `claimer` (a session advisory lock).
+
+    Redis hands a message held past its visibility timeout (a retry's countdown) to a second
+    worker: two copies with one task id would both match "claimed by this same task" and send
+    the same rows twice. A crashed copy's connection closes, which frees the lock for its
+    redelivery to resume the rows at once.
+    """
+    args = {"cls": RUNNING_LOCK_CLASS, "claimer": claimer}
+    with get_engine().connect() as conn:
+        alone = bool(conn.execute(text("SELECT pg_try_advisory_lock(:cls, hashtext(:claimer))"), args).scalar())
+        conn.commit()
+        try:
+            yield alone
+        finally:
+            if alone:
+                conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:claimer))"), args)
+                conn.commit()
+
+
+# Task names are the wire format of queued messages: they stay as they were when the modules moved.
+@app.task(name="scheduled.delivery.deliver_outbox", bind=True)
+def deliver_outbox(self) -> int:
+    """Deliver every due outbox row; re-enqueue for the next batch or the earliest retry."""
+    claimer = self.request.id or "inline"
+    with running_alone(claimer) as alone:
+        if not alone:
+            log.info("delivery %s is already running (a redelivered copy); this copy does nothing", claimer)
+            return 0
+        return _deliver(claimer)
+
+
+def _deliver(claimer: str) -> int:
+    rows = claim_batch(claimer)
+    if not rows:
+        return 0
+    sent, retry_at = deliver_rows(rows, runtime.settings())
+    if len(rows) == BATCH_SIZE:
+        enqueue(deliver_outbox)
+    if retry_at is not None:
+        enqueue(deliver_outbox, countdown=max(1.0, (retry_at - datetime.now(UTC)).total_seconds()))
+    return sent

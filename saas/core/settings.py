@@ -1,0 +1,186 @@
+"""One settings object, read from the environment, shared by web, worker and beat."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from saas.core.slots import parse_cron
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/, migrations/
+JOB_NAMES = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary")
+DEFAULT_SCHEDULES = {
+    "flag-expiring-cards": "0 0 * * *",
+    "remind-inactive-users": "0 0 * * *",
+    "purge-dormant-accounts": "0 0 * * *",
+    # Daily at 06:00 and monthly on day 1; ';' separates the crons of one job.
+    "finance-summary": "0 6 * * *;0 6 1 * *",
+}
+ENVIRONMENTS = ("dev", "test", "production")
+DEV_SECRET = "dev-only-secret-key-never-use-in-production"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _duration(name: str, raw: str) -> timedelta:
+    """Parse '36h', '90m', '2d', '45s' or a bare number of seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", raw)
+    if not match:
+        raise SettingsError(f"{name} must be a duration like 36h, 90m, 2d or 45s (got {raw!r})")
+    unit = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+def _int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} (got {value})")
+    return value
+
+
+def _emails(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", item):
+            raise SettingsError(f"{name} has a malformed address: {item!r}")
+    return items
+
+
+def _cron(name: str, raw: str) -> str:
+    for part in raw.split(";"):
+        try:
+            parse_cron(part)
+        except ValueError as exc:
+            raise SettingsError(f"{name} is not a valid cron string ({raw!r}): {exc}") from None
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the product has; see DESIGN.md 'Configuration'."""
+
+    env: str
+    database_url: str
+    redis_url: str
+    smtp_url: str
+    mail_from: str
+    secret_key: str
+    app_url: str
+    app_timezone: str
+    stripe_secret_key: str
+    stripe_webhook_secrets: tuple[str, ...]
+    stripe_api_base: str
+    card_expiring_days: int
+    inactive_after_months: int
+    purge_grace_days: int
+    finance_emails: tuple[str, ...]
+    admin_emails: tuple[str, ...]
+    schedules: dict[str, str]
+    catchup_window: timedelta
+    trusted_proxy_hops: int = 0
+    dev_maildir: str = ""
+
+    @property
+    def app_host(self) -> str:
+        """The host name of APP_URL: the one Host header the web app answers (plus loopback in dev)."""
+        return urlsplit(self.app_url).hostname or ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.app_timezone)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default os.environ), failing with the setting's name."""
+        env = dict(os.environ if environ is None else environ)
+        get = env.get
+        mode = get("SAAS_ENV", "production")
+        if mode not in ENVIRONMENTS:
+            raise SettingsError(f"SAAS_ENV must be one of {', '.join(ENVIRONMENTS)} (got {mode!r})")
+
+        def required(name: str) -> str:
+            value = get(name, "").strip()
+            if not value:
+                raise SettingsError(f"{name} is required but not set")
+            return value
+
+        secret = get("SECRET_KEY", "").strip()
+        if not secret:
+            if mode == "production":
+                raise SettingsError("SECRET_KEY is required outside dev and test")
+            secret = DEV_SECRET
+        elif mode == "production" and len(secret) < 16:
+            raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
+
+        app_url = get("APP_URL", "").strip().rstrip("/")
+        if not app_url:
+            if mode == "production":
+                raise SettingsError("APP_URL is required outside dev and test: every absolute link is built "
+                                    "from it and requests for any other host are refused")
+            app_url = "http://127.0.0.1:5000"
+        if urlsplit(app_url).scheme not in ("http", "https") or not urlsplit(app_url).hostname:
+            raise SettingsError(f"APP_URL must be an http:// or https:// URL with a host (got {app_url!r})")
+
+        tz_name = get("APP_TIMEZONE", "UTC").strip()
+        try:
+            ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"APP_TIMEZONE is not a known IANA time zone (got {tz_name!r})") from None
+
+        database_url = required("DATABASE_URL")
+        if not database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise SettingsError("DATABASE_URL must be a postgresql:// URL (PostgreSQL is the one database)")
+        redis_url = required("REDIS_URL")
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL must be a redis:// URL (got {redis_url!r})")
+        smtp_url = required("SMTP_URL")
+        if not smtp_url.startswith(("smtp://", "smtps://")):
+            raise SettingsError(f"SMTP_URL must be an smtp:// or smtps:// URL (got {smtp_url!r})")
+
+        schedules = {
+            job: _cron(f"SCHEDULE_{job.upper().replace('-', '_')}",
+                       get(f"SCHEDULE_{job.upper().replace('-', '_')}", default))
+            for job, default in DEFAULT_SCHEDULES.items()
+        }
+        if mode == "production" and get("SAAS_TEST_CLOCK_FILE", "").strip():
+            raise SettingsError("SAAS_TEST_CLOCK_FILE is a test-only clock and is refused in production")
+        stripe_key = get("STRIPE_SECRET_KEY", "sk_test_emulator").strip()
+        api_base = get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+        if stripe_key.startswith(("sk_live_", "rk_live_")) and not api_base.startswith("https://api.stripe.com"):
+            raise SettingsError("STRIPE_API_BASE points away from Stripe while STRIPE_SECRET_KEY is a live key")
+
+        return cls(
+            env=mode,
+            database_url=database_url,
+            redis_url=redis_url,
+            smtp_url=smtp_url,
+            mail_from=get("MAIL_FROM", "Billing <billing@example.com>"),
+            secret_key=secret,
+            app_url=app_url,
+            app_timezone=tz_name,
+            stripe_secret_key=stripe_key,
+            stripe_webhook_secrets=tuple(s.strip() for s in get("STRIPE_WEBHOOK_SECRET", "").split(",") if s.strip()),
+            stripe_api_base=api_base,
+            card_expiring_days=_int("CARD_EXPIRING_DAYS", get("CARD_EXPIRING_DAYS", "30"), 1),
+            inactive_after_months=_int("INACTIVE_AFTER_MONTHS", get("INACTIVE_AFTER_MONTHS", "6"), 1),
+            purge_grace_days=_int("PURGE_GRACE_DAYS", get("PURGE_GRACE_DAYS", "30"), 1),
+            finance_emails=_emails("FINANCE_EMAILS", get("FINANCE_EMAILS", "finance@example.com")),
+            admin_emails=_emails("ADMIN_EMAILS", get("ADMIN_EMAILS", "admin@example.com")),
+            schedules=schedules,
+            catchup_window=_duration("CATCHUP_WINDOW", get("CATCHUP_WINDOW", "36h")),
+            trusted_proxy_hops=_int("TRUSTED_PROXY_HOPS", get("TRUSTED_PROXY_HOPS", "0")),
+            dev_maildir=get("DEV_MAILDIR", ""),
+        )

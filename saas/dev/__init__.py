@@ -1,0 +1,1 @@
+"""Dev and test only: the embedded PostgreSQL, Redis and SMTP sink, the `saas dev` launcher, the demo seed."""

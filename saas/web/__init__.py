@@ -1,0 +1,1 @@
+"""The web app: the factory, extensions, request hooks, views and template filters."""

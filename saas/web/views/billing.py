@@ -1,0 +1,119 @@
+"""Billing pages and the Stripe webhook endpoint; the slow Stripe calls run in Celery tasks."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from billing import progress, subscriptions, tasks
+from billing.models import StripeEvent
+from billing.plans import PLANS
+from billing.webhooks import WebhookRejected, store_event, verify
+from saas.core.db import web_session
+from saas.core.queue import enqueue
+from saas.web.extensions import app_settings, csrf
+
+bp = Blueprint("billing", __name__, url_prefix="/billing")
+
+
+def _start(kind: str, task, task_args) -> Response:
+    """Mark an operation pending, hand it to a worker (keyword args built from its id), show its waiting page."""
+    op_id = progress.new_operation(current_user.id, kind)
+    enqueue(task, **task_args(op_id))
+    return redirect(url_for("billing.wait", op_id=op_id), 303)
+
+
+def _own_state(op_id: str) -> dict:
+    state = progress.get_state(op_id)
+    if state is None or state.get("user_id") != current_user.id:
+        abort(404)
+    return state
+
+
+@bp.get("")
+@login_required
+def index():
+    return render_template("billing/index.html", **subscriptions.overview(web_session, current_user.id))
+
+
+@bp.post("/subscribe")
+@login_required
+def subscribe():
+    plan = request.form.get("plan", "")
+    if plan not in PLANS:
+        flash("Choose one of the plans listed.", "error")
+        return render_template("billing/index.html", **subscriptions.overview(web_session, current_user.id)), 400
+    return _start("subscribe", tasks.subscribe, lambda op: {"user_id": current_user.id, "plan_key": plan, "op_id": op})
+
+
+@bp.get("/card")
+@login_required
+def update_card():
+    card = subscriptions.default_card(web_session, current_user.id)
+    return render_template("billing/update_card.html", card=card)
+
+
+@bp.post("/card")
+@login_required
+def start_card_update():
+    base = app_settings().app_url
+    success = base + url_for("billing.card_return") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel = base + url_for("billing.update_card", cancelled=1)
+    return _start("card", tasks.start_card_update, lambda op: {"user_id": current_user.id, "op_id": op, "success_url": success, "cancel_url": cancel})
+
+
+@bp.get("/card/return")
+@login_required
+def card_return():
+    checkout_id = request.args.get("session_id", "")
+    if not checkout_id.startswith("cs_"):
+        flash("That link is incomplete; your card is unchanged.", "error")
+        return redirect(url_for("billing.update_card"))
+    return _start("card", tasks.sync_card, lambda op: {"user_id": current_user.id, "checkout_id": checkout_id, "op_id": op})
+
+
+@bp.post("/cancel")
+@login_required
+def cancel():
+    return _start("cancel", tasks.set_cancel_at_period_end, lambda op: {"user_id": current_user.id, "cancel": True, "op_id": op})
+
+
+@bp.post("/resume")
+@login_required
+def resume():
+    return _start("resume", tasks.set_cancel_at_period_end, lambda op: {"user_id": current_user.id, "cancel": False, "op_id": op})
+
+
+@bp.get("/wait/<op_id>")
+@login_required
+def wait(op_id: str):
+    """The waiting page: polls the status until the worker is done, then moves on (works without JS too)."""
+    state = _own_state(op_id)
+    if state["state"] == "pending":
+        return render_template("billing/wait.html", op_id=op_id, state=state)
+    if state.get("next"):
+        return redirect(state["next"], 303)
+    flash(state.get("message", "Done."), "success" if state["state"] == "done" else "error")
+    return redirect(url_for("billing.index"), 303)
+
+
+@bp.get("/status/<op_id>")
+@login_required
+def status(op_id: str):
+    state = _own_state(op_id)
+    return jsonify(state=state["state"], message=state.get("message"))
+
+
+@bp.post("/webhooks/stripe")
+@csrf.exempt
+def stripe_webhook():
+    """Verify, store by id, answer; a worker processes it. A replay is a no-op answering 200."""
+    try:
+        event = verify(request.get_data(), request.headers.get("Stripe-Signature"),
+                       app_settings().stripe_webhook_secrets)
+    except WebhookRejected as exc:
+        return jsonify(error=str(exc)), 400
+    new = store_event(web_session, event)
+    web_session.commit()
+    if new or web_session.get(StripeEvent, event["id"]).processed_at is None:  # enqueue lost earlier: again
+        enqueue(tasks.process_stripe_event, event_id=event["id"])
+    return jsonify(received=True, duplicate=not new)
