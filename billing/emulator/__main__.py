@@ -35,7 +35,8 @@ def serve(argv: list[str]) -> int:
 def trigger(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m billing.emulator trigger",
                                      description="Make the emulator emit an event a real account sends on its own.")
-    parser.add_argument("type", choices=["payment_method.automatically_updated", "invoice.payment_failed", "invoice.paid"])
+    parser.add_argument("type", choices=["payment_method.automatically_updated", "invoice.payment_failed", "invoice.paid",
+                                         "subscription.renewal"])
     parser.add_argument("--url", default=os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111"))
     parser.add_argument("--customer")
     parser.add_argument("--subscription")

@@ -94,8 +94,8 @@ def _value(node: dict[str, Any], value: Any, param: str) -> Any:
         for alt in alts:
             if alt["k"] == "object":
                 return _object(alt["ref"], value, param)
-            if alt["k"] == "map":
-                return {k: _value(alt["values"], v, f"{param}[{k}]") for k, v in value.items()}
+            if alt["k"] == "map":  # metadata: "Individual keys can be unset by posting an empty value to them."
+                return {k: None if v == "" else _value(alt["values"], v, f"{param}[{k}]") for k, v in value.items()}
             if alt["k"] == "array":
                 if not all(k.isdigit() for k in value):
                     raise errors.invalid("Invalid array", param)

@@ -11,7 +11,7 @@ from typing import Any
 
 COLLECTIONS = {
     "cus": "customers", "pm": "payment_methods", "seti": "setup_intents", "cs": "checkout_sessions",
-    "sub": "subscriptions", "si": "subscription_items", "in": "invoices",
+    "sub": "subscriptions", "in": "invoices", "evt": "events",
 }
 
 
@@ -45,13 +45,21 @@ class Store:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{'test_' if prefix == 'cs' else ''}{secrets.token_hex(12)}"
 
+    @staticmethod
+    def request_id() -> str:
+        """`req_` and 14 letters and digits, like Stripe's Request-Id."""
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        return "req_" + "".join(secrets.choice(alphabet) for _ in range(14))
+
     def next_number(self, name: str) -> int:
         self.data["counters"][name] = self.data["counters"].get(name, 0) + 1
         return self.data["counters"][name]
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Keep an object; `_seq` orders objects created in the same second (lists are newest first)."""
         obj.setdefault("created", int(time.time()))
         obj.setdefault("livemode", False)
+        obj["_seq"] = self.next_number("objects")
         self.data[self.collection(obj["id"])][obj["id"]] = obj
         return obj
 
