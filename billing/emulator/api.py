@@ -581,8 +581,9 @@ def create_app(store: Store, account: Account) -> Flask:
                     if card.setup_authentication:
                         session["_authenticating"] = pm["id"]
                         seti = store.data["setup_intents"][session["setup_intent"]]
-                        seti.update(status="requires_action", payment_method=pm["id"],
-                                    next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}})
+                        seti.update(status="requires_action", payment_method=pm["id"], next_action=schema.complete(
+                            "stripe._setup_intent:SetupIntent.NextAction", {"type": "use_stripe_sdk",
+                                                                            "use_stripe_sdk": {}}))
                         account.emit("setup_intent.requires_action", seti)
                         store.save()
                         return render_template_string(AUTHENTICATE_PAGE, session=session, last4=number[-4:])

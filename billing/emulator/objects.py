@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from billing.emulator.sender import WebhookSender
 from billing.emulator.store import Store, public
 from billing.plans import PLANS
 
+log = logging.getLogger(__name__)
 API_VERSION = schema.api_version()
 ACCOUNT_NAME = "Stripe emulator"
 
@@ -98,6 +100,12 @@ class Account:
         self.request: dict[str, Any] = {"id": None, "idempotency_key": None}  # the API request being served
 
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record and send an event about `obj`, refusing (500) to send one Stripe would not."""
+        found = schema.problems(schema.resource(obj["object"]), public(obj))
+        if found:
+            log.error("%s about %s does not match Stripe's definition: %s", type_, obj["id"], found)
+            raise ApiError(500, "api_error", f"The Stripe emulator built a {type_} event that does not match "
+                           "Stripe's definition: " + "; ".join(found[:10]))
         data: dict[str, Any] = {"object": public(obj)}
         if previous is not None:
             data["previous_attributes"] = previous

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -238,8 +239,9 @@ def _alt_problems(alt: dict[str, Any], value: Any, where: str) -> list[str]:
         return []
     if kind == "string":
         return [] if isinstance(value, str) else [f"{where}: expected a string, got {value!r}"]
-    if kind == "decimal":
-        return [] if isinstance(value, str) and DECIMAL.fullmatch(value) else [f"{where}: expected a decimal string"]
+    if kind == "decimal":  # a string on the wire; stripe-python hands it over as a Decimal
+        ok = isinstance(value, Decimal) or (isinstance(value, str) and DECIMAL.fullmatch(value))
+        return [] if ok else [f"{where}: expected a decimal string, got {value!r}"]
     if kind == "integer":
         return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: expected an integer, got {value!r}"]
     if kind == "number":
