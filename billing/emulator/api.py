@@ -27,7 +27,7 @@ from flask import Flask, Response, g, redirect, render_template_string, request
 from billing.emulator import errors, schema
 from billing.emulator.checkout import AUTHENTICATE_PAGE, PAGE, read_card
 from billing.emulator.errors import ApiError, invalid, not_emulated
-from billing.emulator.objects import Account, plan_for, test_card
+from billing.emulator.objects import Account, merge_metadata, plan_for, test_card
 from billing.emulator.store import Store, public
 
 log = logging.getLogger(__name__)
@@ -435,8 +435,6 @@ def create_app(store: Store, account: Account) -> Flask:
             previous["default_payment_method"] = sub["default_payment_method"]
             sub["default_payment_method"] = pm_id
         if "metadata" in p:
-            from billing.emulator.objects import merge_metadata
-
             before = dict(sub["metadata"])
             sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
             if sub["metadata"] != before:
@@ -612,8 +610,8 @@ def create_app(store: Store, account: Account) -> Flask:
             try:
                 if request.form.get("outcome") == "complete":
                     return finish(session, pm)
-                exc = errors.card_error("We are unable to authenticate your payment method. Please choose a "
-                                        "different payment method and try again.", "setup_intent_authentication_failure")
+                exc = errors.card_error("We are unable to authenticate your payment method. Please choose a different "
+                                        "payment method and try again.", "setup_intent_authentication_failure")
                 account.fail_setup(session, pm, exc)
                 store.save()
             finally:

@@ -289,10 +289,11 @@ class Account:
         """Set-up refused (a decline card, or authentication failed): the session stays open."""
         seti = self.store.data["setup_intents"][session["setup_intent"]]
         err = error.body["error"]
-        seti.update(status="requires_payment_method", payment_method=None, next_action=None, last_setup_error=schema.complete(
-            "stripe._setup_intent:SetupIntent.LastSetupError",
-            {"code": err.get("code"), "decline_code": err.get("decline_code"), "doc_url": err.get("doc_url"),
-             "message": err["message"], "payment_method_type": "card", "type": err["type"]}))
+        last_error = schema.complete("stripe._setup_intent:SetupIntent.LastSetupError", {
+            "code": err.get("code"), "decline_code": err.get("decline_code"), "doc_url": err.get("doc_url"),
+            "message": err["message"], "payment_method_type": "card", "type": err["type"]})
+        seti.update(status="requires_payment_method", payment_method=None, next_action=None,
+                    last_setup_error=last_error)
         self.emit("setup_intent.setup_failed", seti)
 
     def expire_session(self, session: dict[str, Any]) -> dict[str, Any]:

@@ -243,7 +243,8 @@ def _alt_problems(alt: dict[str, Any], value: Any, where: str) -> list[str]:
         ok = isinstance(value, Decimal) or (isinstance(value, str) and DECIMAL.fullmatch(value))
         return [] if ok else [f"{where}: expected a decimal string, got {value!r}"]
     if kind == "integer":
-        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: expected an integer, got {value!r}"]
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return [] if ok else [f"{where}: expected an integer, got {value!r}"]
     if kind == "number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return [] if ok else [f"{where}: expected a number, got {value!r}"]

@@ -190,7 +190,7 @@ class Spec3:
         """The spec3 schema of an operation's parameters, as one object schema."""
         if not self.doc:
             return None
-        op = self.doc["paths"].get(path.replace("{subscription_exposed_id}", "{subscription_exposed_id}"), {}).get(method)
+        op = self.doc["paths"].get(path, {}).get(method)
         if not op:
             return None
         if method == "post":

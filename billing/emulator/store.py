@@ -24,6 +24,13 @@ def public(obj: Any) -> Any:
     return obj
 
 
+FORMAT = 2  # 2: whole objects at the pinned API version (schema.json), events and idempotency kept
+
+
+class OldStateFile(Exception):
+    """The state file was written by an emulator whose objects lack what Stripe returns now."""
+
+
 class Store:
     """Every object the emulator knows, persisted after each change."""
 
@@ -31,9 +38,15 @@ class Store:
         self.path = path
         self.lock = threading.RLock()
         self.data: dict[str, Any] = {name: {} for name in COLLECTIONS.values()}
-        self.data.update(idempotency={}, counters={})
+        self.data.update(idempotency={}, counters={}, format=FORMAT)
         if path and path.exists() and path.stat().st_size:
-            self.data.update(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            if saved.get("format") != FORMAT:
+                raise OldStateFile(
+                    f"{path} was written by an older Stripe emulator: its objects lack fields Stripe returns at the "
+                    "pinned API version. Delete it together with the database that names its ids (deleting var/ "
+                    "starts the demo from scratch).")
+            self.data.update(saved)
 
     def save(self) -> None:
         if not self.path:

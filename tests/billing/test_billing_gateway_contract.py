@@ -202,7 +202,8 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("payment_method", "card.exp_month"), ("payment_method", "card.exp_year"), ("payment_method", "customer"),
     ("payment_method", "type"), ("checkout.session", "customer"), ("checkout.session", "status"),
     ("checkout.session", "mode"), ("checkout.session", "url"), ("checkout.session", "setup_intent.payment_method"),
-    ("checkout.session", "setup_intent.payment_method.card.last4"), ("checkout.session", "setup_intent.payment_method.customer"),
+    ("checkout.session", "setup_intent.payment_method.card.last4"),
+    ("checkout.session", "setup_intent.payment_method.customer"),
 ]
 GONE = [("subscription", "current_period_end"), ("subscription", "current_period_start"),
         ("invoice", "subscription")]
