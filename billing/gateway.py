@@ -119,7 +119,7 @@ def detach_payment_method(payment_method_id: str) -> dict:
 def create_setup_checkout_session(customer_id: str, attempt: str, success_url: str, cancel_url: str) -> dict:
     """https://docs.stripe.com/api/checkout/sessions/create (mode=setup: collect a card, charge nothing)"""
     params = {
-        "mode": "setup", "customer": customer_id, "currency": "usd", "payment_method_types": ["card"],
+        "mode": "setup", "customer": customer_id, "currency": "usd",
         "success_url": success_url, "cancel_url": cancel_url, "client_reference_id": attempt,
     }
     return _call(client().v1.checkout.sessions.create, params, _key("checkout-setup", customer_id, attempt))

@@ -108,7 +108,7 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
         "plan": plan.key if plan else price["id"][:50], "status": obj["status"],
         "amount_cents": int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1),
         "currency": obj.get("currency") or price.get("currency") or "usd", "interval": interval,
-        "current_period_end": from_ts(item.get("current_period_end") or obj.get("current_period_end")),
+        "current_period_end": from_ts(item.get("current_period_end")),  # per item since 2025-03-31.basil
         "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
         "canceled_at": from_ts(obj.get("canceled_at")),
     }
@@ -147,9 +147,19 @@ def set_subscription_status(session: Session, sub: Subscription, status: str, cr
 
 # Invoices -------------------------------------------------------------------------------------
 def invoice_subscription_id(obj: dict[str, Any]) -> str | None:
-    """Where the subscription id lives: `parent.subscription_details` (new API) or `subscription` (old)."""
+    """The invoice's subscription: `parent.subscription_details.subscription` (`invoice.subscription` is gone
+    since 2025-03-31.basil)."""
     details = ((obj.get("parent") or {}).get("subscription_details") or {})
-    return details.get("subscription") or obj.get("subscription")
+    return details.get("subscription")
+
+
+def invoice_service_period(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The period the invoice bills: its lines' `period` (the invoice's own period_start/end is only the
+    window in which invoice items could join it: a first invoice's is one instant, a renewal's the past period)."""
+    periods = [line["period"] for line in (obj.get("lines") or {}).get("data") or [] if line.get("period")]
+    if not periods:
+        return None, None
+    return min(p["start"] for p in periods), max(p["end"] for p in periods)
 
 
 def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], created: int,
@@ -159,10 +169,11 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         lock_account(session, user.id)
     sub = session.scalar(select(Subscription).where(
         Subscription.stripe_subscription_id == (invoice_subscription_id(obj) or "")))
+    period_start, period_end = invoice_service_period(obj)
     values = {
         "number": obj.get("number"), "amount_cents": int(obj.get("amount_due") or 0),
         "currency": obj.get("currency") or "usd", "status": obj["status"],
-        "period_start": from_ts(obj.get("period_start")), "period_end": from_ts(obj.get("period_end")),
+        "period_start": from_ts(period_start), "period_end": from_ts(period_end),
         "paid_at": from_ts((obj.get("status_transitions") or {}).get("paid_at")),
         "customer_email": obj.get("customer_email"), "customer_name": obj.get("customer_name"),
     }

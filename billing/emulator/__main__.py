@@ -23,10 +23,14 @@ def serve(argv: list[str]) -> int:
     from billing.emulator.api import create_app
     from billing.emulator.objects import Account
     from billing.emulator.sender import WebhookSender
-    from billing.emulator.store import Store
+    from billing.emulator.store import OldStateFile, Store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    store = Store(args.data)
+    try:
+        store = Store(args.data)
+    except OldStateFile as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(store, Account(store, WebhookSender(args.webhook_url, args.webhook_secret)))
     run_simple("127.0.0.1", args.port, app, threaded=True)  # loopback only, by design
     return 0
@@ -35,7 +39,8 @@ def serve(argv: list[str]) -> int:
 def trigger(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m billing.emulator trigger",
                                      description="Make the emulator emit an event a real account sends on its own.")
-    parser.add_argument("type", choices=["payment_method.automatically_updated", "invoice.payment_failed", "invoice.paid"])
+    parser.add_argument("type", choices=["payment_method.automatically_updated", "invoice.payment_failed",
+                                         "invoice.paid", "subscription.renewal"])
     parser.add_argument("--url", default=os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111"))
     parser.add_argument("--customer")
     parser.add_argument("--subscription")

@@ -1,287 +1,624 @@
-"""The HTTP face of the emulator: Stripe's form-encoded API subset, the Checkout page, triggers."""
+"""The HTTP face of the emulator: Stripe's form-encoded API, the Checkout page, triggers.
+
+Every API request goes through `serve`, which does what Stripe's API layer does, in its order:
+the key (test keys only), the `Stripe-Version` (the pinned one; none means the account's default,
+which is the pinned one too), the idempotency key (a replay answers the stored response with
+`Idempotent-Replayed: true`; the key reused for another endpoint or other parameters is refused
+with an `idempotency_error`), the parameters against the operation's definition (schema.py:
+unknown, missing, empty, wrong type, outside the enum; a refusal here is not stored under the
+idempotency key, as at Stripe), then the operation, `expand`, and a self-check of the response
+against the definition of the returned object. Every response, errors and the Checkout page
+included, carries a `Request-Id`.
+
+A parameter Stripe accepts but the emulator does not model is refused with a message that says so
+(`errors.not_emulated`), never silently ignored. The one-of rules that stripe-python's TypedDicts
+cannot state (they mark every top-level parameter of these operations optional) are written here,
+each with the sentence of Stripe's reference it comes from.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import re
-from functools import wraps
-from typing import Any
+from typing import Any, Callable
 
-from flask import Flask, Response, redirect, render_template_string, request
+from flask import Flask, Response, g, redirect, render_template_string, request
 
-from billing.emulator.checkout import PAGE, read_card
-from billing.emulator.objects import Account, ApiError, missing
+from billing.emulator import errors, schema
+from billing.emulator.checkout import AUTHENTICATE_PAGE, PAGE, read_card
+from billing.emulator.errors import ApiError, invalid, not_emulated
+from billing.emulator.objects import Account, merge_metadata, plan_for, test_card
 from billing.emulator.store import Store, public
+
+log = logging.getLogger(__name__)
+LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand"}
 
 
 def decode_form(items) -> dict[str, Any]:
-    """Stripe's bracket encoding (`items[0][price]=…`, `expand[0]=…`) back into dicts and lists."""
+    """Stripe's bracket encoding (`items[0][price]=…`, `expand[]=…`) back into nested dicts (arrays
+    stay dicts with digit keys until schema.parse_params knows the parameter is an array)."""
     root: dict[str, Any] = {}
     for key, value in items:
-        parts = re.findall(r"[^\[\]]+", key)
+        match = re.fullmatch(r"([^\[\]]+)((?:\[[^\[\]]*\])*)", key)
+        if not match:
+            raise errors.unknown_parameter(key)
+        parts = [match[1]] + re.findall(r"\[([^\[\]]*)\]", match[2])
         node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if part == "":  # `expand[]=a&expand[]=b`
+                part = str(len(node))
+            if last:
+                if isinstance(node.get(part), dict):
+                    raise invalid("Invalid string", _bracket(parts[:depth + 1]))
+                node[part] = value
+            else:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise invalid("Invalid object", _bracket(parts[:depth + 1]))
+                node = child
+    return root
 
-    def listify(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: listify(v) for k, v in node.items()}
-            if node and all(k.isdigit() for k in node):
-                return [node[k] for k in sorted(node, key=int)]
-        return node
 
-    return listify(root)
+def _bracket(parts: list[str]) -> str:
+    return parts[0] + "".join(f"[{p}]" for p in parts[1:])
 
 
-def truthy(value: Any) -> bool:
-    return str(value).lower() == "true"
+def param_paths(value: Any, dotted: str = "", bracket: str = "") -> list[tuple[str, str]]:
+    """(a.b.c, a[0][b][c]) for every leaf of the typed parameters: what `allowed` is matched against."""
+    if isinstance(value, dict) and value:
+        return [p for k, v in value.items()
+                for p in param_paths(v, f"{dotted}.{k}" if dotted else k, f"{bracket}[{k}]" if bracket else k)]
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return [p for i, v in enumerate(value) for p in param_paths(v, dotted, f"{bracket}[{i}]")]
+    return [(dotted, bracket)]
+
+
+def allowed_param(dotted: str, allowed: set[str]) -> bool:
+    return any(dotted == a or dotted.startswith(a + ".") for a in allowed)
 
 
 def create_app(store: Store, account: Account) -> Flask:
     """The emulator's Flask app."""
     app = Flask(__name__)
 
-    def api(fn):
-        """Auth with a test key, decode params, replay idempotent POSTs, answer JSON or a Stripe error."""
+    @app.before_request
+    def assign_request_id():
+        g.request_id = store.request_id()
 
-        @wraps(fn)
-        def wrapper(**kwargs):
-            key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            try:
-                if not key:
-                    raise ApiError(401, "invalid_request_error", "You did not provide an API key.")
-                if key.startswith(("sk_live_", "rk_live_")):
-                    raise ApiError(401, "invalid_request_error", "The Stripe emulator refuses live keys.")
-                params = decode_form(request.form.items(multi=True) if request.method != "GET"
-                                     else request.args.items(multi=True))
-                with store.lock:
-                    idem = request.headers.get("Idempotency-Key")
-                    slot = f"{key}|{request.method}|{request.path}|{idem}"
-                    if request.method == "POST" and idem and slot in store.data["idempotency"]:
-                        status, body = store.data["idempotency"][slot]
-                        return Response(json.dumps(body), status, {"Idempotent-Replayed": "true"},
-                                        mimetype="application/json")
-                    try:
-                        status, body = 200, expand(fn(params, **kwargs), params.get("expand") or [])
-                    except ApiError as exc:
-                        status, body = exc.status, exc.body
-                    if request.method == "POST" and idem:
-                        store.data["idempotency"][slot] = [status, body]
-                    store.save()
-            except ApiError as exc:
-                status, body = exc.status, exc.body
-            return Response(json.dumps(body), status, mimetype="application/json")
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        response.headers["Request-Id"] = g.get("request_id") or store.request_id()
+        if request.path.startswith("/v1/"):
+            response.headers["Stripe-Version"] = schema.api_version()
+        return response
 
-        return wrapper
+    def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(json.dumps(body), status, headers or {}, mimetype="application/json")
 
-    def expand(obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-        obj = public(obj)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def unrecognized(exc):
+        if not request.path.startswith("/v1/"):
+            return Response("Not found.", 404, mimetype="text/plain")
+        return json_response({"error": {
+            "type": "invalid_request_error",
+            "message": f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                       "https://stripe.com/docs or we can help at https://support.stripe.com/."}}, 404)
+
+    def authenticate() -> str:
+        header = request.headers.get("Authorization", "")
+        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not key:
+            raise ApiError(401, "invalid_request_error",
+                           "You did not provide an API key. You need to provide your API key in the Authorization "
+                           "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+        if key.startswith(("sk_live_", "rk_live_")):
+            raise ApiError(401, "invalid_request_error", "The Stripe emulator refuses live keys.")
+        if not key.startswith(("sk_test_", "rk_test_")):
+            raise ApiError(401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}{'*' * 8}")
+        return key
+
+    def serve(op_key: str, allowed: set[str], fn: Callable[..., Any], kwargs: dict[str, Any]) -> Response:
+        method = request.method
+        idem = request.headers.get("Idempotency-Key") if method == "POST" else None
+        headers = {"Idempotency-Key": idem} if idem else {}
+        try:
+            key = authenticate()
+            version = request.headers.get("Stripe-Version")
+            if version and version != schema.api_version():
+                raise invalid(f"The Stripe emulator speaks API version {schema.api_version()} (the one stripe-python "
+                              f"pins) and was sent {version!r}.")
+            if idem is not None and len(idem) > 255:
+                raise invalid("Idempotency-Key must be at most 255 characters long.")
+            raw = decode_form(request.form.items(multi=True) if method == "POST"
+                              else request.args.items(multi=True))
+            with store.lock:
+                slot = f"{key}|{idem}" if idem else None
+                fingerprint = json.dumps(raw, sort_keys=True)
+                stored = store.data["idempotency"].get(slot) if slot else None
+                if stored:
+                    if stored["endpoint"] != f"{method} {request.path}":
+                        raise ApiError(400, "idempotency_error",
+                                       "Keys for idempotent requests can only be used for the same endpoint they "
+                                       f"were first used for ('{stored['endpoint']}' vs '{method} {request.path}'). "
+                                       f"Try using a key other than '{idem}' if you meant to execute a different "
+                                       "request.")
+                    if stored["params"] != fingerprint:
+                        raise ApiError(400, "idempotency_error",
+                                       "Keys for idempotent requests can only be used with the same parameters they "
+                                       f"were first used with. Try using a key other than '{idem}' if you meant to "
+                                       "execute a different request.")
+                    return json_response(stored["body"], stored["status"], {
+                        **headers, "Idempotent-Replayed": "true", "Original-Request": stored["request_id"]})
+                params = schema.parse_params(op_key, raw)
+                for dotted, bracket in param_paths(params):
+                    if dotted and not allowed_param(dotted, allowed):
+                        raise not_emulated(bracket, op_key)
+                account.request = {"id": g.request_id, "idempotency_key": idem}
+                try:
+                    body = expand(op_key, fn(params, **kwargs), params.get("expand") or [])
+                    status = 200
+                    found = schema.response_problems(op_key, body)
+                    if found:
+                        log.error("response to %s does not match Stripe's definition: %s", op_key, found)
+                        body, status = {"error": {"type": "api_error", "message": "The Stripe emulator built a "
+                                                  "response that does not match Stripe's definition: "
+                                                  + "; ".join(found[:10])}}, 500
+                except ApiError as exc:
+                    status, body = exc.status, exc.body
+                finally:
+                    account.request = {"id": None, "idempotency_key": None}
+                if slot:
+                    store.data["idempotency"][slot] = {"endpoint": f"{method} {request.path}", "params": fingerprint,
+                                                       "status": status, "body": body, "request_id": g.request_id}
+                store.save()
+        except ApiError as exc:
+            status, body = exc.status, exc.body
+        return json_response(body, status, headers)
+
+    def endpoint(op_key: str, allowed: set[str] = frozenset({"expand"})):
+        """Register the handler of one operation ("POST /v1/customers/{customer}", as stripe-python writes it)."""
+        method, path = op_key.split(" ", 1)
+        schema.operation(op_key)  # fails at start if the schema does not know it
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+
+        def register(fn):
+            def view(**kwargs):
+                return serve(op_key, set(allowed), fn, kwargs)
+
+            app.add_url_rule(rule, f"{method} {rule}", view, methods=[method])
+            return fn
+
+        return register
+
+    # Expansion ------------------------------------------------------------------------------------
+    def expand(op_key: str, obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+        body = public(obj)
+        response = schema.operation(op_key)["response"]
         for path in paths:
-            node, fields = obj, path.split(".")
-            for i, field in enumerate(fields):
-                value = node.get(field) if isinstance(node, dict) else None
-                if isinstance(value, str) and store.get(value) is not None:
-                    node[field] = value = public(store.get(value))
-                node = value
-        return obj
+            if path.count(".") >= 4:
+                raise invalid("You cannot expand more than 4 levels of a property.", "expand")
+            if response["k"] == "list":
+                if not path.startswith("data."):
+                    raise invalid(f"This property cannot be expanded ({path}).")
+                for item in body["data"]:
+                    _expand(item, response["items"]["ref"], path[5:].split("."), path)
+            elif body.get("deleted") is not True:
+                _expand(body, response["ref"], path.split("."), path)
+        return body
 
-    def customer(customer_id: str) -> dict[str, Any]:
-        return account.need(customer_id, "customer", "customers")
+    def _expand(node: dict[str, Any], ref: str, segments: list[str], path: str) -> None:
+        field = schema.defs()[ref]["fields"].get(segments[0])
+        kinds = {a["k"]: a for a in field["alts"]} if field else {}
+        value = node.get(segments[0])
+        if "expandable" in kinds:
+            if isinstance(value, str):
+                target = store.get(value)
+                if target is None:
+                    raise invalid(f"The Stripe emulator cannot expand {path}: it holds no object {value}.", "expand")
+                if target.get("_deleted"):
+                    value = {"id": value, "object": target["object"], "deleted": True}
+                else:
+                    value = public(target)
+                node[segments[0]] = value
+            if isinstance(value, dict) and len(segments) > 1 and not value.get("deleted"):
+                _expand(value, schema.resource(value["object"]), segments[1:], path)
+            return
+        if "object" in kinds and kinds["object"].get("ref") and len(segments) > 1:
+            if isinstance(value, dict):
+                _expand(value, kinds["object"]["ref"], segments[1:], path)
+            return
+        raise invalid(f"This property cannot be expanded ({path}).")
 
+    # Lists --------------------------------------------------------------------------------------
+    def page(rows: list[dict[str, Any]], p: dict[str, Any], url: str, collection: str, kind: str) -> dict[str, Any]:
+        """One page of a list, newest first, with Stripe's cursors and has_more."""
+        limit = p.get("limit", 10)
+        if limit < 1:
+            raise invalid("This value must be greater than or equal to 1.", "limit")
+        if limit > 100:
+            raise invalid("This value must be less than or equal to 100.", "limit")
+        after, before = p.get("starting_after"), p.get("ending_before")
+        if after and before:
+            raise invalid("You may only specify one of these parameters: ending_before, starting_after.",
+                          "ending_before", "parameters_exclusive")
+
+        def order(obj: dict[str, Any]) -> tuple[int, int]:
+            return obj["created"], obj.get("_seq", 0)
+
+        rows = sorted(rows, key=order, reverse=True)
+        if after or before:
+            cursor_id = after or before
+            cursor = store.data[collection].get(cursor_id)
+            if cursor is None:
+                raise errors.missing(cursor_id, kind, "starting_after" if after else "ending_before", 400)
+            if after:
+                rest = [r for r in rows if order(r) < order(cursor)]
+                data, has_more = rest[:limit], len(rest) > limit
+            else:
+                rest = [r for r in rows if order(r) > order(cursor)]
+                data, has_more = rest[-limit:], len(rest) > limit
+        else:
+            data, has_more = rows[:limit], len(rows) > limit
+        return {"object": "list", "data": [public(r) for r in data], "has_more": has_more, "url": url}
+
+    def live(collection: str) -> list[dict[str, Any]]:
+        return [o for o in store.all(collection) if not o.get("_deleted")]
+
+    # Customers ----------------------------------------------------------------------------------
+    def customer(customer_id: str, param: str = "id") -> dict[str, Any]:
+        return account.need(customer_id, "customer", "customers", param)
+
+    @endpoint("POST /v1/customers", {"email", "name", "description", "phone", "metadata", "expand"})
+    def create_customer(p):
+        return account.create_customer(p)
+
+    @endpoint("GET /v1/customers", {"email"} | LIST_PARAMS)
+    def list_customers(p):
+        rows = [c for c in live("customers") if "email" not in p or c["email"] == p["email"]]
+        return page(rows, p, "/v1/customers", "customers", "customer")
+
+    @endpoint("GET /v1/customers/{customer}")
+    def get_customer(p, customer):
+        cus = store.data["customers"].get(customer)
+        if cus is not None and cus.get("_deleted"):
+            return {"id": customer, "object": "customer", "deleted": True}
+        return account.need(customer, "customer", "customers")
+
+    @endpoint("POST /v1/customers/{customer}", {"email", "name", "description", "phone", "metadata",
+                                                "invoice_settings.default_payment_method", "expand"})
+    def update_customer(p, customer):
+        return account.update_customer(account.need(customer, "customer", "customers"), p)
+
+    @endpoint("DELETE /v1/customers/{customer}", set())
+    def delete_customer(p, customer):
+        return account.delete_customer(account.need(customer, "customer", "customers"))
+
+    # Payment methods ------------------------------------------------------------------------------
+    def payment_method(pm_id: str, param: str = "id") -> dict[str, Any]:
+        return account.need(pm_id, "PaymentMethod", "payment_methods", param)
+
+    @endpoint("POST /v1/payment_methods", {"type", "card.number", "card.exp_month", "card.exp_year", "card.cvc",
+                                           "billing_details.name", "metadata", "expand"})
+    def create_payment_method(p):
+        if "type" not in p:
+            raise errors.missing_parameter("type")
+        if p["type"] != "card":
+            raise not_emulated(f"type={p['type']}", "POST /v1/payment_methods")
+        card = p.get("card")
+        if card is None:
+            raise errors.missing_parameter("card")
+        for name in ("number", "exp_month", "exp_year"):
+            if card.get(name) is None:
+                raise errors.missing_parameter(f"card[{name}]")
+        pm = account.create_card(card["number"], card["exp_month"], card["exp_year"],
+                                 (p.get("billing_details") or {}).get("name"), card.get("cvc"))
+        pm["metadata"] = {k: v for k, v in (p.get("metadata") or {}).items() if v is not None}
+        return pm
+
+    @endpoint("GET /v1/payment_methods", {"customer", "type"} | LIST_PARAMS)
+    def list_payment_methods(p):
+        if p.get("customer"):
+            customer(p["customer"], "customer")
+        rows = [m for m in live("payment_methods") if m["customer"] and
+                (not p.get("customer") or m["customer"] == p["customer"]) and m["type"] == p.get("type", m["type"])]
+        return page(rows, p, "/v1/payment_methods", "payment_methods", "PaymentMethod")
+
+    @endpoint("GET /v1/payment_methods/{payment_method}")
+    def get_payment_method(p, payment_method):
+        return account.need(payment_method, "PaymentMethod", "payment_methods")
+
+    @endpoint("POST /v1/payment_methods/{payment_method}/attach", {"customer", "expand"})
+    def attach_payment_method(p, payment_method):
+        pm = account.need(payment_method, "PaymentMethod", "payment_methods")
+        if not p.get("customer"):  # "customer: The ID of the customer to which to attach the PaymentMethod."
+            raise errors.missing_parameter("customer")  # (or customer_account, which the emulator does not model)
+        return account.attach(pm, p["customer"])
+
+    @endpoint("POST /v1/payment_methods/{payment_method}/detach")
+    def detach_payment_method(p, payment_method):
+        return account.detach(account.need(payment_method, "PaymentMethod", "payment_methods"))
+
+    # Checkout -------------------------------------------------------------------------------------
+    @endpoint("POST /v1/checkout/sessions", {"mode", "customer", "currency", "success_url", "cancel_url",
+                                             "client_reference_id", "metadata", "ui_mode", "expand"})
+    def create_checkout_session(p):
+        if p.get("mode") != "setup":
+            raise not_emulated(f"mode={p.get('mode', 'payment')}", "POST /v1/checkout/sessions")
+        if p.get("ui_mode", "hosted_page") != "hosted_page":
+            raise not_emulated(f"ui_mode={p['ui_mode']}", "POST /v1/checkout/sessions")
+        # "currency: … Required in `setup` mode when `allowed_payment_method_types` is not set."
+        if not p.get("currency"):
+            raise errors.missing_parameter("currency")
+        if not p.get("customer"):
+            raise not_emulated("a session without customer", "POST /v1/checkout/sessions")
+        return account.create_setup_session(customer(p["customer"], "customer"), p, request.host_url)
+
+    @endpoint("GET /v1/checkout/sessions", {"customer", "status"} | LIST_PARAMS)
+    def list_checkout_sessions(p):
+        rows = [s for s in live("checkout_sessions") if s["customer"] == p.get("customer", s["customer"])
+                and s["status"] == p.get("status", s["status"])]
+        return page(rows, p, "/v1/checkout/sessions", "checkout_sessions", "checkout session")
+
+    @endpoint("GET /v1/checkout/sessions/{session}")
+    def get_checkout_session(p, session):
+        return account.need(session, "checkout session", "checkout_sessions")
+
+    @endpoint("POST /v1/checkout/sessions/{session}/expire")
+    def expire_checkout_session(p, session):
+        return account.expire_session(account.need(session, "checkout session", "checkout_sessions"))
+
+    @endpoint("GET /v1/setup_intents/{intent}")
+    def get_setup_intent(p, intent):
+        return account.need(intent, "setupintent", "setup_intents")
+
+    # Subscriptions --------------------------------------------------------------------------------
     def subscription(sub_id: str) -> dict[str, Any]:
         return account.need(sub_id, "subscription", "subscriptions")
 
-    @app.post("/v1/customers")
-    @api
-    def create_customer(p):
-        return store.add({"id": store.new_id("cus"), "object": "customer", "email": p.get("email"),
-                          "name": p.get("name"), "metadata": p.get("metadata", {}),
-                          "invoice_settings": {"default_payment_method": None}})
-
-    @app.get("/v1/customers/<customer_id>")
-    @api
-    def get_customer(p, customer_id):
-        return customer(customer_id)
-
-    @app.post("/v1/customers/<customer_id>")
-    @api
-    def update_customer(p, customer_id):
-        cus = customer(customer_id)
-        default = (p.get("invoice_settings") or {}).get("default_payment_method")
-        if default:
-            pm = account.need(default, "PaymentMethod", "payment_methods")
-            if pm["customer"] != customer_id:
-                raise ApiError(400, "invalid_request_error",
-                               f"The PaymentMethod {default} is not attached to customer {customer_id}.")
-            cus["invoice_settings"]["default_payment_method"] = default
-        for field in ("email", "name"):
-            if field in p:
-                cus[field] = p[field]
-        return cus
-
-    @app.delete("/v1/customers/<customer_id>")
-    @api
-    def delete_customer(p, customer_id):
-        cus = customer(customer_id)
-        for sub in store.all("subscriptions"):
-            if sub["customer"] == customer_id:
-                account.cancel_now(sub)
-        cus["deleted"] = True
-        return {"id": customer_id, "object": "customer", "deleted": True}
-
-    @app.post("/v1/payment_methods")
-    @api
-    def create_payment_method(p):
-        card = p.get("card") or {}
-        return account.create_card(card.get("number", ""), int(card.get("exp_month", 0)), int(card.get("exp_year", 0)))
-
-    @app.get("/v1/payment_methods/<pm_id>")
-    @api
-    def get_payment_method(p, pm_id):
-        return account.need(pm_id, "PaymentMethod", "payment_methods")
-
-    @app.post("/v1/payment_methods/<pm_id>/attach")
-    @api
-    def attach_payment_method(p, pm_id):
-        return account.attach(pm_id, p.get("customer", ""))
-
-    @app.post("/v1/payment_methods/<pm_id>/detach")
-    @api
-    def detach_payment_method(p, pm_id):
-        return account.detach(pm_id)
-
-    @app.post("/v1/checkout/sessions")
-    @api
-    def create_checkout_session(p):
-        if p.get("mode") != "setup":
-            raise ApiError(400, "invalid_request_error", "The emulator supports mode=setup only.", param="mode")
-        customer(p.get("customer", ""))
-        seti = store.add({"id": store.new_id("seti"), "object": "setup_intent", "customer": p["customer"],
-                          "status": "requires_payment_method", "payment_method": None, "usage": "off_session"})
-        session_id = store.new_id("cs")
-        return store.add({
-            "id": session_id, "object": "checkout.session", "mode": "setup", "customer": p["customer"],
-            "status": "open", "payment_status": "no_payment_required", "setup_intent": seti["id"],
-            "client_reference_id": p.get("client_reference_id"), "success_url": p.get("success_url"),
-            "cancel_url": p.get("cancel_url"), "url": f"{request.host_url}checkout/{session_id}",
-        })
-
-    @app.get("/v1/checkout/sessions/<session_id>")
-    @api
-    def get_checkout_session(p, session_id):
-        return account.need(session_id, "checkout session", "checkout_sessions")
-
-    @app.post("/v1/subscriptions")
-    @api
+    @endpoint("POST /v1/subscriptions", {"customer", "items.price", "items.quantity", "payment_behavior",
+                                         "default_payment_method", "metadata", "expand"})
     def create_subscription(p):
-        items = p.get("items") or [{}]
-        return account.create_subscription(p.get("customer", ""), items[0].get("price", ""),
-                                           p.get("payment_behavior", "allow_incomplete"),
-                                           p.get("default_payment_method"))
-
-    @app.get("/v1/subscriptions/<sub_id>")
-    @api
-    def get_subscription(p, sub_id):
-        return subscription(sub_id)
-
-    @app.post("/v1/subscriptions/<sub_id>")
-    @api
-    def update_subscription(p, sub_id):
-        sub = subscription(sub_id)
-        if "default_payment_method" in p:
-            sub["default_payment_method"] = p["default_payment_method"] or None
-        if "cancel_at_period_end" in p:
-            account.set_cancel_at_period_end(sub, truthy(p["cancel_at_period_end"]))
+        if not p.get("customer"):  # "customer: The identifier of the customer to subscribe." (or customer_account)
+            raise errors.missing_parameter("customer")
+        if not p.get("items"):  # "items: A list of up to 20 subscription items, each with an attached price."
+            raise errors.missing_parameter("items")
+        if len(p["items"]) > 1:
+            raise not_emulated("items[1]", "POST /v1/subscriptions")
+        item = p["items"][0]
+        if not item.get("price"):
+            raise errors.missing_parameter("items[0][price]")
+        cus = customer(p["customer"], "customer")
+        plan = plan_for(item["price"])
+        if plan is None:
+            raise errors.missing(item["price"], "price", "items[0][price]", 400)
+        behavior = p.get("payment_behavior", "allow_incomplete")
+        if behavior == "pending_if_incomplete":
+            raise invalid("You can only pass `payment_behavior=pending_if_incomplete` when updating a subscription.",
+                          "payment_behavior")
+        pm_id = p.get("default_payment_method")
+        if pm_id:
+            pm = payment_method(pm_id, "default_payment_method")
+            if pm["customer"] != cus["id"]:
+                raise invalid(f"The customer does not have a payment method with the ID {pm_id}. The payment method "
+                              "must be attached to the customer.", "default_payment_method", "resource_missing")
+        sub = account.create_subscription(cus, plan, item.get("quantity") or 1, behavior, pm_id,
+                                          p.get("metadata") or {})
+        sub["default_payment_method"] = pm_id
         return sub
 
-    @app.delete("/v1/subscriptions/<sub_id>")
-    @api
-    def cancel_subscription(p, sub_id):
-        return account.cancel_now(subscription(sub_id))
+    @endpoint("GET /v1/subscriptions", {"customer", "status", "price"} | LIST_PARAMS)
+    def list_subscriptions(p):
+        status = p.get("status")  # by default, every status but canceled
+        rows = [s for s in live("subscriptions") if s["customer"] == p.get("customer", s["customer"])
+                and (status == "all" or (s["status"] == status if status else s["status"] != "canceled"))
+                and (not p.get("price") or s["items"]["data"][0]["price"]["id"] == p["price"])]
+        return page(rows, p, "/v1/subscriptions", "subscriptions", "subscription")
 
-    @app.get("/v1/invoices")
-    @api
+    @endpoint("GET /v1/subscriptions/{subscription_exposed_id}")
+    def get_subscription(p, subscription_exposed_id):
+        return subscription(subscription_exposed_id)
+
+    @endpoint("POST /v1/subscriptions/{subscription_exposed_id}", {"cancel_at_period_end", "default_payment_method",
+                                                                   "metadata", "expand"})
+    def update_subscription(p, subscription_exposed_id):
+        sub = subscription(subscription_exposed_id)
+        if sub["status"] == "canceled" and set(p) - {"metadata", "expand"}:
+            raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+        previous: dict[str, Any] = {}
+        if "default_payment_method" in p and p["default_payment_method"] != sub["default_payment_method"]:
+            pm_id = p["default_payment_method"]
+            if pm_id and payment_method(pm_id, "default_payment_method")["customer"] != sub["customer"]:
+                raise invalid(f"The customer does not have a payment method with the ID {pm_id}. The payment method "
+                              "must be attached to the customer.", "default_payment_method", "resource_missing")
+            previous["default_payment_method"] = sub["default_payment_method"]
+            sub["default_payment_method"] = pm_id
+        if "metadata" in p:
+            before = dict(sub["metadata"])
+            sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
+            if sub["metadata"] != before:
+                previous["metadata"] = before
+        if previous:
+            account.emit("customer.subscription.updated", sub, previous)
+        if "cancel_at_period_end" in p:
+            account.set_cancel_at_period_end(sub, p["cancel_at_period_end"])
+        return sub
+
+    @endpoint("DELETE /v1/subscriptions/{subscription_exposed_id}")
+    def cancel_subscription(p, subscription_exposed_id):
+        return account.cancel_now(subscription(subscription_exposed_id))
+
+    # Invoices and events --------------------------------------------------------------------------
+    @endpoint("GET /v1/invoices", {"customer", "subscription", "status"} | LIST_PARAMS)
     def list_invoices(p):
-        rows = [i for i in store.all("invoices") if i["customer"] == p.get("customer", i["customer"])]
-        rows.sort(key=lambda i: i["created"], reverse=True)
-        limit = int(p.get("limit", 10))
-        return {"object": "list", "url": "/v1/invoices", "has_more": len(rows) > limit,
-                "data": [public(i) for i in rows[:limit]]}
+        rows = [i for i in live("invoices") if i["customer"] == p.get("customer", i["customer"])
+                and i["status"] == p.get("status", i["status"])
+                and (not p.get("subscription")
+                     or i["parent"]["subscription_details"]["subscription"] == p["subscription"])]
+        return page(rows, p, "/v1/invoices", "invoices", "invoice")
 
-    @app.post("/_emulator/fixtures/subscription")
-    @api
+    @endpoint("GET /v1/invoices/{invoice}")
+    def get_invoice(p, invoice):
+        return account.need(invoice, "invoice", "invoices")
+
+    @endpoint("GET /v1/events", {"type", "types"} | LIST_PARAMS)
+    def list_events(p):
+        if "type" in p and "types" in p:
+            raise invalid("You may only specify one of these parameters: type, types.", "type", "parameters_exclusive")
+        kinds = p.get("types") or ([p["type"]] if "type" in p else None)
+
+        def matches(kind: str) -> bool:
+            return kinds is None or any(kind == k or (k.endswith(".*") and kind.startswith(k[:-1])) for k in kinds)
+
+        rows = [e for e in store.all("events") if matches(e["type"])]
+        return page(rows, p, "/v1/events", "events", "event")
+
+    @endpoint("GET /v1/events/{id}")
+    def get_event(p, id):
+        return account.need(id, "event", "events")
+
+    # The emulator's own endpoints (not Stripe's) ---------------------------------------------------
+    def internal(fn):
+        """Auth and form decoding only: fixtures and triggers are not Stripe operations."""
+
+        def view():
+            try:
+                authenticate()
+                with store.lock:
+                    account.request = {"id": None, "idempotency_key": None}  # automatic, as at Stripe
+                    body = public(fn(decode_form(request.form.items(multi=True))))
+                    store.save()
+                return json_response(body)
+            except ApiError as exc:
+                return json_response(exc.body, exc.status)
+
+        view.__name__ = fn.__name__
+        return view
+
     def place_subscription(p):
         """A subscription with its paid past, placed without events (the demo seed's history)."""
         try:
-            periods = [(int(x["start"]), int(x["end"])) for x in p.get("periods") or []]
+            given = p.get("periods") or {}
+            periods = [(int(given[k]["start"]), int(given[k]["end"])) for k in sorted(given, key=int)]
             canceled_at = int(p["canceled_at"]) if p.get("canceled_at") else None
-        except (KeyError, TypeError, ValueError):
-            raise ApiError(400, "invalid_request_error", "periods[i][start], periods[i][end] and canceled_at "
-                           "must be Unix timestamps") from None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise invalid("periods[i][start], periods[i][end] and canceled_at must be Unix timestamps") from None
         sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at)
         return {**sub, "invoice_ids": sub["_invoices"]}
 
-    @app.post("/_emulator/trigger")
-    @api
     def trigger(p):
         """Emit, on command, the events a real account sends on its own schedule."""
         kind = p.get("type", "")
         if kind == "payment_method.automatically_updated":
             pm = _payment_method_for(p)
-            event = account.auto_update(pm, int(p.get("exp_month", 12)), int(p.get("exp_year", pm["card"]["exp_year"] + 3)),
-                                        p.get("last4"))
+            event = account.auto_update(pm, int(p.get("exp_month", 12)),
+                                        int(p.get("exp_year", pm["card"]["exp_year"] + 3)), p.get("last4"))
             return {"object": "list", "data": [event["id"]]}
         if kind in ("invoice.payment_failed", "invoice.paid"):
             sub = _subscription_for(p)
-            invoice = account.fail_payment(sub) if kind == "invoice.payment_failed" else account.pay(sub)
-            return invoice
-        raise ApiError(400, "invalid_request_error",
-                       "type must be payment_method.automatically_updated, invoice.payment_failed or invoice.paid",
-                       param="type")
+            return account.fail_payment(sub) if kind == "invoice.payment_failed" else account.pay(sub)
+        if kind == "subscription.renewal":
+            return account.renew(_subscription_for(p))
+        raise invalid("type must be payment_method.automatically_updated, invoice.payment_failed, invoice.paid or "
+                      "subscription.renewal", "type")
+
+    app.add_url_rule("/_emulator/fixtures/subscription", "fixtures", internal(place_subscription), methods=["POST"])
+    app.add_url_rule("/_emulator/trigger", "trigger", internal(trigger), methods=["POST"])
 
     def _payment_method_for(p: dict[str, Any]) -> dict[str, Any]:
         if p.get("payment_method"):
-            return account.need(p["payment_method"], "PaymentMethod", "payment_methods")
+            return payment_method(p["payment_method"])
         default = customer(p.get("customer", ""))["invoice_settings"]["default_payment_method"]
-        return account.need(default, "PaymentMethod", "payment_methods")
+        return payment_method(default)
 
     def _subscription_for(p: dict[str, Any]) -> dict[str, Any]:
         if p.get("subscription"):
             return subscription(p["subscription"])
         subs = [s for s in store.all("subscriptions") if s["customer"] == p.get("customer") and s["status"] != "canceled"]
         if not subs:
-            raise missing(p.get("customer", ""), "live subscription for customer")
-        return max(subs, key=lambda s: s["created"])
+            raise errors.missing(p.get("customer", ""), "live subscription for customer")
+        return max(subs, key=lambda s: (s["created"], s["_seq"]))
+
+    # The Checkout page ----------------------------------------------------------------------------
+    def open_session(session_id: str) -> tuple[dict[str, Any] | None, Response | None]:
+        session = store.data["checkout_sessions"].get(session_id)
+        if session is None:
+            return None, Response("This checkout session does not exist.", 404, mimetype="text/plain")
+        if session["status"] != "open":
+            return None, Response("This checkout session is no longer open.", 410, mimetype="text/plain")
+        return session, None
+
+    def finish(session: dict[str, Any], pm: dict[str, Any]) -> Response:
+        account.complete_setup(session, pm)
+        store.save()
+        if not session["success_url"]:
+            return Response("Your card is saved. You can close this page.", 200, mimetype="text/plain")
+        return redirect(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]), 303)
 
     @app.route("/checkout/<session_id>", methods=["GET", "POST"])
     def checkout_page(session_id: str):
-        """Stripe Checkout in setup mode: enter a card, land back on success_url."""
+        """Stripe Checkout in setup mode: enter a card (authenticate it if the card asks), land on success_url."""
         with store.lock:
-            session = store.data["checkout_sessions"].get(session_id)
-            if session is None:
-                return Response("This checkout session does not exist.", 404, mimetype="text/plain")
-            if session["status"] != "open":
-                return Response("This checkout session is already complete.", 410, mimetype="text/plain")
+            session, closed = open_session(session_id)
+            if closed:
+                return closed
             cus = store.data["customers"][session["customer"]]
             error, form = None, request.form
             if request.method == "POST":
+                account.request = {"id": g.request_id, "idempotency_key": None}
                 try:
                     number, exp_month, exp_year = read_card(form)
-                    pm = account.create_card(number, exp_month, exp_year, form.get("name", ""))
+                    pm = account.create_card(number, exp_month, exp_year, form.get("name", ""), form.get("cvc"))
+                    card = test_card(number)
+                    if card.decline:
+                        code, decline_code, message = card.decline
+                        exc = errors.card_error(message, code, decline_code)
+                        account.fail_setup(session, pm, exc)
+                        raise exc
+                    if card.setup_authentication:
+                        session["_authenticating"] = pm["id"]
+                        seti = store.data["setup_intents"][session["setup_intent"]]
+                        seti.update(status="requires_action", payment_method=pm["id"], next_action=schema.complete(
+                            "stripe._setup_intent:SetupIntent.NextAction", {"type": "use_stripe_sdk",
+                                                                            "use_stripe_sdk": {}}))
+                        account.emit("setup_intent.requires_action", seti)
+                        store.save()
+                        return render_template_string(AUTHENTICATE_PAGE, session=session, last4=number[-4:])
+                    return finish(session, pm)
                 except ApiError as exc:
                     error = exc.body["error"]["message"]
                 except ValueError as exc:
                     error = str(exc)
-                else:
-                    account.attach(pm["id"], session["customer"])
-                    seti = store.data["setup_intents"][session["setup_intent"]]
-                    seti.update(status="succeeded", payment_method=pm["id"])
-                    session["status"] = "complete"
-                    account.emit("setup_intent.succeeded", seti)
-                    account.emit("checkout.session.completed", session)
-                    store.save()
-                    return redirect(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id), 303)
+                finally:
+                    account.request = {"id": None, "idempotency_key": None}
+                store.save()
             html = render_template_string(PAGE, session=session, email=cus.get("email"), error=error, form=form)
             return html, 402 if error else 200
+
+    @app.post("/checkout/<session_id>/authenticate")
+    def checkout_authenticate(session_id: str):
+        """The test 3D Secure page's answer: complete, or fail (the session stays open for another card)."""
+        with store.lock:
+            session, closed = open_session(session_id)
+            if closed:
+                return closed
+            pm = store.data["payment_methods"].get(session.pop("_authenticating", None) or "")
+            if pm is None:
+                return redirect(f"/checkout/{session_id}", 303)
+            account.request = {"id": g.request_id, "idempotency_key": None}
+            try:
+                if request.form.get("outcome") == "complete":
+                    return finish(session, pm)
+                exc = errors.card_error("We are unable to authenticate your payment method. Please choose a different "
+                                        "payment method and try again.", "setup_intent_authentication_failure")
+                account.fail_setup(session, pm, exc)
+                store.save()
+            finally:
+                account.request = {"id": None, "idempotency_key": None}
+            cus = store.data["customers"][session["customer"]]
+            html = render_template_string(PAGE, session=session, email=cus.get("email"),
+                                          error=exc.body["error"]["message"], form={})
+            return html, 402
 
     return app

@@ -32,8 +32,30 @@ PAGE = """<!doctype html>
  <button type="submit">Save card</button>
 </form>
 <p class="note">Test cards: 4242 4242 4242 4242 works · 4000 0000 0000 0341 saves but every charge fails ·
-4000 0000 0000 0002 is declined. Any future expiry, any CVC.</p>
+4000 0000 0000 0002 is declined · 4000 0025 0000 3155 asks for authentication now, then pays ·
+4000 0027 6000 3184 asks for authentication now and on every payment. Any future expiry, any CVC.</p>
 {% if session.cancel_url %}<p><a href="{{ session.cancel_url }}">Cancel and go back</a></p>{% endif %}
+</main></body></html>
+"""
+
+
+AUTHENTICATE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Authenticate your card · Stripe emulator</title>
+<style>
+ body{font:16px/1.5 system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:0}
+ main{max-width:420px;margin:48px auto;background:#fff;border-radius:10px;padding:28px;box-shadow:0 2px 8px #0002}
+ button{margin-top:14px;width:100%;padding:12px;font-size:16px;border:0;border-radius:6px}
+ .complete{background:#635bff;color:#fff} .fail{background:#fff;color:#b42318;border:1px solid #b42318}
+ .note{color:#697386;font-size:14px}
+</style></head><body><main>
+<p class="note">Stripe emulator · test mode · 3D Secure</p>
+<h1>Authenticate your card</h1>
+<p>Your bank asks you to confirm that you are saving the card ending {{ last4 }}.</p>
+<form method="post" action="/checkout/{{ session.id }}/authenticate">
+ <button class="complete" type="submit" name="outcome" value="complete">Complete authentication</button>
+ <button class="fail" type="submit" name="outcome" value="fail">Fail authentication</button>
+</form>
 </main></body></html>
 """
 

@@ -1,31 +1,70 @@
-"""What the emulated Stripe account does: cards, subscriptions, invoices, and the events they emit."""
+"""What the emulated Stripe account does: cards, subscriptions, invoices, and the events they emit.
+
+Every object is built whole, with the fields Stripe returns at the pinned API version (schema.json;
+the nullable ones not set here are filled with null by `schema.complete`), and every change emits
+the event Stripe emits for it. An event caused by an API request names it in `request` (its
+Request-Id and idempotency key); one the account makes on its own (a renewal, a card updated by the
+network) has `request.id` null.
+
+Test cards (https://docs.stripe.com/testing): 4242 4242 4242 4242 and the other brands' succeed;
+the decline cards are refused when attached to a customer or saved in Checkout; 4000 0000 0000 0341
+attaches but every charge fails; 4000 0025 0000 3155 asks for authentication when it is set up (in
+Checkout) and then pays off-session, but a charge to it that was never set up needs authentication;
+4000 0027 6000 3184 needs authentication on set-up and on every payment.
+"""
 from __future__ import annotations
 
 import calendar
+import hashlib
+import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from billing.emulator import schema
+from billing.emulator.checkout import luhn_ok
+from billing.emulator.errors import ApiError, card_error, invalid, missing
 from billing.emulator.sender import WebhookSender
 from billing.emulator.store import Store, public
 from billing.plans import PLANS
 
-API_VERSION = "2026-10-28.endive"
-DECLINED = "4000000000000002"      # declined when the card is entered
-CHARGE_FAILS = "4000000000000341"  # attaches, then every charge fails
+log = logging.getLogger(__name__)
+API_VERSION = schema.api_version()
+ACCOUNT_NAME = "Stripe emulator"
 
 
-class ApiError(Exception):
-    """An error the API answers with, in Stripe's shape."""
+@dataclass(frozen=True)
+class TestCard:
+    """What a test card does: refused on attach/set-up, refused on charge, or asks for authentication."""
 
-    def __init__(self, status: int, type_: str, message: str, code: str | None = None, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"type": type_, "message": message, **({"code": code} if code else {}), **extra}}
+    decline: tuple[str, str | None, str] | None = None  # (code, decline_code, message) on attach and set-up
+    charge_fails: bool = False                           # attaches, every charge is declined
+    setup_authentication: bool = False                   # Checkout asks the customer to authenticate
+    payment_authentication: str = "never"                # "never", "unless_set_up" or "always"
 
 
-def missing(object_id: str, kind: str) -> ApiError:
-    return ApiError(404, "invalid_request_error", f"No such {kind}: '{object_id}'", "resource_missing", param="id")
+DECLINED = "Your card was declined."
+TEST_CARDS = {
+    "4000000000000002": TestCard(decline=("card_declined", "generic_decline", DECLINED)),
+    "4000000000009995": TestCard(decline=("card_declined", "insufficient_funds", "Your card has insufficient funds.")),
+    "4000000000009987": TestCard(decline=("card_declined", "lost_card", DECLINED)),
+    "4000000000009979": TestCard(decline=("card_declined", "stolen_card", DECLINED)),
+    "4000000000000069": TestCard(decline=("expired_card", None, "Your card has expired.")),
+    "4000000000000127": TestCard(decline=("incorrect_cvc", None, "Your card's security code is incorrect.")),
+    "4000000000000119": TestCard(decline=("processing_error", None,
+                                          "An error occurred while processing your card. Try again in a little bit.")),
+    "4000000000000341": TestCard(charge_fails=True),
+    "4000002500003155": TestCard(setup_authentication=True, payment_authentication="unless_set_up"),
+    "4000002760003184": TestCard(setup_authentication=True, payment_authentication="always"),
+}
+CHARGE_DECLINED = ("card_declined", "generic_decline", DECLINED)
+AUTHENTICATION_REQUIRED = ("authentication_required", "authentication_required",
+                           "Your card was declined. This transaction requires authentication.")
+
+
+def test_card(number: str) -> TestCard:
+    return TEST_CARDS.get(number, TestCard())
 
 
 def add_month(ts: int, months: int) -> int:
@@ -44,7 +83,13 @@ def card_brand(number: str) -> str:
         return "mastercard"
     if number[:2] in {"34", "37"}:
         return "amex"
+    if number.startswith(("6011", "65")):
+        return "discover"
     return "unknown"
+
+
+def plan_for(price_id: str):
+    return next((p for p in PLANS.values() if p.price_id == price_id), None)
 
 
 class Account:
@@ -52,55 +97,144 @@ class Account:
 
     def __init__(self, store: Store, sender: WebhookSender):
         self.store, self.sender = store, sender
+        self.request: dict[str, Any] = {"id": None, "idempotency_key": None}  # the API request being served
 
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record and send an event about `obj`, refusing (500) to send one Stripe would not."""
+        found = schema.problems(schema.resource(obj["object"]), public(obj))
+        if found:
+            log.error("%s about %s does not match Stripe's definition: %s", type_, obj["id"], found)
+            raise ApiError(500, "api_error", f"The Stripe emulator built a {type_} event that does not match "
+                           "Stripe's definition: " + "; ".join(found[:10]))
         data: dict[str, Any] = {"object": public(obj)}
         if previous is not None:
             data["previous_attributes"] = previous
-        event = {
+        event = self.store.add(schema.complete(schema.resource("event"), {
             "id": self.store.new_id("evt"), "object": "event", "api_version": API_VERSION,
-            "created": int(time.time()), "data": data, "livemode": False, "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None}, "type": type_,
-        }
-        self.sender.send(event)
+            "created": int(time.time()), "data": data, "livemode": False,
+            "pending_webhooks": 1 if self.sender.url else 0, "request": dict(self.request), "type": type_,
+        }))
+        self.sender.send(public(event))
         return event
 
-    def need(self, object_id: str | None, kind: str, collection: str) -> dict[str, Any]:
+    def need(self, object_id: str | None, kind: str, collection: str, param: str = "id") -> dict[str, Any]:
+        """The object, or Stripe's "No such …" (404 for the URL's id, 400 for a parameter's)."""
         obj = self.store.data[collection].get(object_id or "")
-        if obj is None or obj.get("deleted"):
-            raise missing(object_id or "", kind)
+        if obj is None or obj.get("_deleted"):
+            raise missing(object_id or "", kind, param, 404 if param == "id" else 400)
         return obj
 
-    # Payment methods -------------------------------------------------------------------------
-    def create_card(self, number: str, exp_month: int, exp_year: int, name: str = "") -> dict[str, Any]:
-        number = "".join(ch for ch in str(number) if ch.isdigit())
-        if number == DECLINED:
-            raise ApiError(402, "card_error", "Your card was declined.", "card_declined", decline_code="generic_decline")
-        return self.store.add({
-            "id": self.store.new_id("pm"), "object": "payment_method", "type": "card", "customer": None,
-            "billing_details": {"name": name or None},
-            "card": {"brand": card_brand(number), "last4": number[-4:], "exp_month": int(exp_month),
-                     "exp_year": int(exp_year), "funding": "credit", "country": "US"},
-            "metadata": {}, "_number": number,
-        })
+    # Customers --------------------------------------------------------------------------------
+    def create_customer(self, fields: dict[str, Any]) -> dict[str, Any]:
+        cus_id = self.store.new_id("cus")
+        customer = self.store.add(schema.complete(schema.resource("customer"), {
+            "id": cus_id, "object": "customer", "balance": 0, "created": int(time.time()), "delinquent": False,
+            "description": fields.get("description"), "email": fields.get("email"), "name": fields.get("name"),
+            "phone": fields.get("phone"), "invoice_prefix": cus_id[4:12].upper(), "livemode": False,
+            "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
+                                 "rendering_options": None},
+            "metadata": {k: v for k, v in (fields.get("metadata") or {}).items() if v is not None},
+            "next_invoice_sequence": 1, "preferred_locales": [], "tax_exempt": "none",
+        }))
+        self.emit("customer.created", customer)
+        return customer
 
-    def attach(self, pm_id: str, customer_id: str) -> dict[str, Any]:
-        pm = self.need(pm_id, "PaymentMethod", "payment_methods")
-        self.need(customer_id, "customer", "customers")
-        if pm["customer"] != customer_id:
-            pm["customer"] = customer_id
-            self.emit("payment_method.attached", pm)
+    def update_customer(self, customer: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        previous: dict[str, Any] = {}
+        for name in ("email", "name", "description", "phone"):
+            if name in fields and fields[name] != customer[name]:
+                previous[name] = customer[name]
+                customer[name] = fields[name]
+        if "metadata" in fields:
+            before = dict(customer["metadata"])
+            customer["metadata"] = merge_metadata(customer["metadata"], fields["metadata"])
+            if customer["metadata"] != before:
+                previous["metadata"] = before
+        settings = fields.get("invoice_settings") or {}
+        if "default_payment_method" in settings:
+            pm_id = settings["default_payment_method"]
+            if pm_id is not None:
+                pm = self.need(pm_id, "PaymentMethod", "payment_methods", "invoice_settings[default_payment_method]")
+                if pm["customer"] != customer["id"]:
+                    raise invalid(f"The customer does not have a payment method with the ID {pm_id}. The payment "
+                                  "method must be attached to the customer.",
+                                  "invoice_settings[default_payment_method]", "resource_missing")
+            old = customer["invoice_settings"]["default_payment_method"]
+            if old != pm_id:
+                previous["invoice_settings"] = {"default_payment_method": old}
+                customer["invoice_settings"]["default_payment_method"] = pm_id
+        if previous:
+            self.emit("customer.updated", customer, previous)
+        return customer
+
+    def delete_customer(self, customer: dict[str, Any]) -> dict[str, Any]:
+        """Cancels its subscriptions at once; the customer then reads back as a deleted stub."""
+        for sub in self.store.all("subscriptions"):
+            if sub["customer"] == customer["id"]:
+                self.cancel_now(sub)
+        customer["_deleted"] = True
+        self.emit("customer.deleted", customer)
+        return {"id": customer["id"], "object": "customer", "deleted": True}
+
+    # Payment methods -------------------------------------------------------------------------
+    def create_card(self, number: str, exp_month: int, exp_year: int, name: str | None = None,
+                    cvc: str | None = None) -> dict[str, Any]:
+        """A card PaymentMethod; like Stripe, only the number's form and the expiry are checked here."""
+        number = "".join(ch for ch in str(number) if ch.isdigit())
+        if not (12 <= len(number) <= 19) or not luhn_ok(number):
+            raise card_error("Your card number is incorrect.", "incorrect_number", param="card[number]")
+        if not 1 <= exp_month <= 12:
+            raise card_error("Your card's expiration month is invalid.", "invalid_expiry_month",
+                             param="card[exp_month]")
+        today = datetime.now(timezone.utc)
+        if exp_year < today.year or exp_year > today.year + 50:
+            raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", param="card[exp_year]")
+        if (exp_year, exp_month) < (today.year, today.month):
+            raise card_error("Your card's expiration month is invalid.", "invalid_expiry_month",
+                             param="card[exp_month]")
+        brand = card_brand(number)
+        return self.store.add(schema.complete(schema.resource("payment_method"), {
+            "id": self.store.new_id("pm"), "object": "payment_method", "allow_redisplay": "unspecified",
+            "billing_details": {"address": {"city": None, "country": None, "line1": None, "line2": None,
+                                            "postal_code": None, "state": None},
+                                "email": None, "name": name or None, "phone": None, "tax_id": None},
+            "card": {"brand": brand, "checks": {"address_line1_check": None, "address_postal_code_check": None,
+                                                "cvc_check": "pass" if cvc else None},
+                     "country": "US", "display_brand": brand, "exp_month": exp_month, "exp_year": exp_year,
+                     "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16], "funding": "credit",
+                     "generated_from": None, "last4": number[-4:],
+                     "networks": {"available": [brand], "preferred": None}, "regulated_status": "unregulated",
+                     "three_d_secure_usage": {"supported": True}, "wallet": None},
+            "created": int(time.time()), "customer": None, "livemode": False, "metadata": {}, "type": "card",
+            "_number": number, "_set_up": False,
+        }))
+
+    def attach(self, pm: dict[str, Any], customer_id: str, param: str = "customer") -> dict[str, Any]:
+        """Attach a card to a customer; a decline card is refused here, as Stripe refuses it."""
+        self.need(customer_id, "customer", "customers", param)
+        if pm["customer"] == customer_id:
+            return pm
+        if pm["customer"]:
+            raise invalid("The payment method you provided has already been attached to a customer.")
+        decline = test_card(pm["_number"]).decline
+        if decline:
+            code, decline_code, message = decline
+            raise card_error(message, code, decline_code)
+        pm["customer"] = customer_id
+        self.emit("payment_method.attached", pm)
         return pm
 
-    def detach(self, pm_id: str) -> dict[str, Any]:
-        pm = self.need(pm_id, "PaymentMethod", "payment_methods")
-        if pm["customer"]:
-            previous = {"customer": pm["customer"]}
-            customer = self.store.data["customers"].get(pm["customer"])
-            if customer and customer["invoice_settings"]["default_payment_method"] == pm_id:
-                customer["invoice_settings"]["default_payment_method"] = None
-            pm["customer"] = None
-            self.emit("payment_method.detached", pm, previous)
+    def detach(self, pm: dict[str, Any]) -> dict[str, Any]:
+        if not pm["customer"]:
+            raise invalid("The payment method you provided is not attached to a customer so detachment is "
+                          "impossible.")
+        previous = {"customer": pm["customer"]}
+        customer = self.store.data["customers"].get(pm["customer"])
+        if customer and customer["invoice_settings"]["default_payment_method"] == pm["id"]:
+            customer["invoice_settings"]["default_payment_method"] = None
+            self.emit("customer.updated", customer, {"invoice_settings": {"default_payment_method": pm["id"]}})
+        pm["customer"] = None
+        self.emit("payment_method.detached", pm, previous)
         return pm
 
     def auto_update(self, pm: dict[str, Any], exp_month: int, exp_year: int, last4: str | None) -> dict[str, Any]:
@@ -108,102 +242,259 @@ class Account:
         pm["card"].update(exp_month=int(exp_month), exp_year=int(exp_year), **({"last4": last4} if last4 else {}))
         return self.emit("payment_method.automatically_updated", pm, previous)
 
+    # Checkout (setup mode) ---------------------------------------------------------------------
+    def create_setup_session(self, customer: dict[str, Any], fields: dict[str, Any], base_url: str) -> dict[str, Any]:
+        now = int(time.time())
+        seti_id = self.store.new_id("seti")
+        seti = self.store.add(schema.complete(schema.resource("setup_intent"), {
+            "id": seti_id, "object": "setup_intent", "client_secret": f"{seti_id}_secret_{self.store.new_id('x')[2:]}",
+            "created": now, "customer": customer["id"], "livemode": False, "metadata": {},
+            "payment_method_options": {"card": {"mandate_options": None, "network": None,
+                                                "request_three_d_secure": "automatic"}},
+            "payment_method_types": ["card"], "status": "requires_payment_method", "usage": "off_session",
+        }))
+        self.emit("setup_intent.created", seti)
+        session_id = self.store.new_id("cs")
+        return self.store.add(schema.complete(schema.resource("checkout.session"), {
+            "id": session_id, "object": "checkout.session",
+            "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+            "cancel_url": fields.get("cancel_url"), "client_reference_id": fields.get("client_reference_id"),
+            "created": now, "currency": fields.get("currency"), "custom_fields": [],
+            "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
+                            "terms_of_service_acceptance": None},
+            "customer": customer["id"], "customer_details": None, "expires_at": now + 24 * 3600, "livemode": False,
+            "metadata": {k: v for k, v in (fields.get("metadata") or {}).items() if v is not None},
+            "mode": "setup", "payment_method_collection": "always",
+            "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+            "payment_method_types": ["card"], "payment_status": "no_payment_required",
+            "setup_intent": seti["id"], "shipping_options": [], "status": "open",
+            "success_url": fields.get("success_url"), "ui_mode": "hosted_page",
+            "url": f"{base_url}checkout/{session_id}",
+        }))
+
+    def complete_setup(self, session: dict[str, Any], pm: dict[str, Any]) -> None:
+        """The customer saved a card in Checkout: attached, set up for off-session use, session complete."""
+        self.attach(pm, session["customer"])
+        pm["_set_up"] = True
+        seti = self.store.data["setup_intents"][session["setup_intent"]]
+        seti.update(status="succeeded", payment_method=pm["id"], last_setup_error=None, next_action=None)
+        customer = self.store.data["customers"][session["customer"]]
+        session.update(status="complete", url=None, customer_details={
+            "address": None, "business_name": None, "email": customer.get("email"), "individual_name": None,
+            "name": pm["billing_details"]["name"], "phone": None, "tax_exempt": "none", "tax_ids": []})
+        self.emit("setup_intent.succeeded", seti)
+        self.emit("checkout.session.completed", session)
+
+    def fail_setup(self, session: dict[str, Any], pm: dict[str, Any], error: ApiError) -> None:
+        """Set-up refused (a decline card, or authentication failed): the session stays open."""
+        seti = self.store.data["setup_intents"][session["setup_intent"]]
+        err = error.body["error"]
+        last_error = schema.complete("stripe._setup_intent:SetupIntent.LastSetupError", {
+            "code": err.get("code"), "decline_code": err.get("decline_code"), "doc_url": err.get("doc_url"),
+            "message": err["message"], "payment_method_type": "card", "type": err["type"]})
+        seti.update(status="requires_payment_method", payment_method=None, next_action=None,
+                    last_setup_error=last_error)
+        self.emit("setup_intent.setup_failed", seti)
+
+    def expire_session(self, session: dict[str, Any]) -> dict[str, Any]:
+        if session["status"] != "open":
+            raise invalid('Only Checkout Sessions with a status in ["open"] can be expired.')
+        session.update(status="expired", url=None)
+        seti = self.store.data["setup_intents"][session["setup_intent"]]
+        seti.update(status="canceled", cancellation_reason="abandoned")
+        self.emit("setup_intent.canceled", seti)
+        self.emit("checkout.session.expired", session)
+        return session
+
     # Subscriptions and invoices -----------------------------------------------------------------
-    def create_subscription(self, customer_id: str, price_id: str, behavior: str, pm_id: str | None) -> dict[str, Any]:
-        customer = self.need(customer_id, "customer", "customers")
-        plan = next((p for p in PLANS.values() if p.price_id == price_id), None)
-        if plan is None:
-            raise ApiError(400, "invalid_request_error", f"No such price: '{price_id}'", "resource_missing",
-                           param="items[0][price]")
+    def price(self, plan: Any, created: int) -> dict[str, Any]:
+        return schema.complete(schema.resource("price"), {
+            "id": plan.price_id, "object": "price", "active": True, "billing_scheme": "per_unit", "created": created,
+            "currency": plan.currency, "livemode": False, "metadata": {}, "nickname": plan.name,
+            "product": f"prod_{plan.key.replace('-', '_')}",
+            "recurring": {"interval": plan.interval, "interval_count": 1, "meter": None, "trial_period_days": None,
+                          "usage_type": "licensed"},
+            "tax_behavior": "unspecified", "type": "recurring", "unit_amount": plan.amount_cents,
+            "unit_amount_decimal": str(plan.amount_cents),
+        })
+
+    def plan_object(self, plan: Any, created: int) -> dict[str, Any]:
+        return schema.complete(schema.resource("plan"), {
+            "id": plan.price_id, "object": "plan", "active": True, "amount": plan.amount_cents,
+            "amount_decimal": str(plan.amount_cents), "billing_scheme": "per_unit", "created": created,
+            "currency": plan.currency, "interval": plan.interval, "interval_count": 1, "livemode": False,
+            "metadata": {}, "nickname": plan.name, "product": f"prod_{plan.key.replace('-', '_')}",
+            "usage_type": "licensed",
+        })
+
+    def charge_outcome(self, pm: dict[str, Any]) -> tuple[str, str | None, str] | None:
+        """None if an off-session charge to this card succeeds, else (code, decline_code, message)."""
+        card = test_card(pm["_number"])
+        if card.charge_fails or card.decline:
+            return card.decline or CHARGE_DECLINED
+        if card.payment_authentication == "always" or (card.payment_authentication == "unless_set_up"
+                                                        and not pm["_set_up"]):
+            return AUTHENTICATION_REQUIRED
+        return None
+
+    def create_subscription(self, customer: dict[str, Any], plan: Any, quantity: int, behavior: str,
+                            pm_id: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
         pm_id = pm_id or customer["invoice_settings"]["default_payment_method"]
         if not pm_id:
-            raise ApiError(400, "invalid_request_error",
-                           "This customer has no attached payment source or default payment method.",
-                           "resource_missing")
-        pm = self.need(pm_id, "PaymentMethod", "payment_methods")
-        paid = not pm["_number"].endswith(CHARGE_FAILS[-4:])
-        if not paid and behavior == "error_if_incomplete":
-            raise ApiError(402, "card_error", "Your card was declined.", "card_declined",
-                           decline_code="generic_decline")
+            raise invalid("This customer has no attached payment source or default payment method. Please "
+                          "consider adding a default payment method. For more information, visit "
+                          "https://stripe.com/docs/billing/subscriptions/payment-methods-setting"
+                          "#payment-method-priority.", code="resource_missing")
+        pm = self.store.data["payment_methods"][pm_id]
+        outcome = None if behavior == "default_incomplete" else self.charge_outcome(pm)
+        if outcome and behavior == "error_if_incomplete":
+            code, decline_code, message = outcome
+            raise card_error(message, code, decline_code)
         now = int(time.time())
         end = add_month(now, 12 if plan.interval == "year" else 1)
-        sub = self._new_subscription(customer_id, plan, "active" if paid else "incomplete", now, end)
+        status = "active" if behavior != "default_incomplete" and outcome is None else "incomplete"
+        sub = self._new_subscription(customer["id"], plan, quantity, status, now, end)
+        sub["metadata"] = {k: v for k, v in metadata.items() if v is not None}
         self.emit("customer.subscription.created", sub)
-        invoice = self.new_invoice(sub, paid)
-        sub["latest_invoice"] = invoice["id"]
+        invoice = self.new_invoice(sub, "subscription_create", now, now)
+        if behavior != "default_incomplete":
+            self.attempt_payment(invoice, outcome)
         return sub
 
-    def _new_subscription(self, customer_id: str, plan: Any, status: str, start: int, end: int) -> dict[str, Any]:
-        price = {"id": plan.price_id, "object": "price", "unit_amount": plan.amount_cents, "currency": plan.currency,
-                 "recurring": {"interval": plan.interval, "interval_count": 1}, "product": f"prod_{plan.key}"}
-        return self.store.add({
-            "id": self.store.new_id("sub"), "object": "subscription", "customer": customer_id,
-            "status": status, "cancel_at_period_end": False, "canceled_at": None,
-            "currency": plan.currency, "default_payment_method": None, "metadata": {},
-            "current_period_start": start, "current_period_end": end, "created": start, "start_date": start,
-            "items": {"object": "list", "data": [{
-                "id": self.store.new_id("si"), "object": "subscription_item", "price": price, "quantity": 1,
-                "current_period_start": start, "current_period_end": end}]},
+    def _new_subscription(self, customer_id: str, plan: Any, quantity: int, status: str, start: int,
+                          end: int) -> dict[str, Any]:
+        sub_id = self.store.new_id("sub")
+        item = schema.complete(schema.resource("subscription_item"), {
+            "id": self.store.new_id("si"), "object": "subscription_item", "created": start,
+            "current_period_start": start, "current_period_end": end, "discounts": [], "metadata": {},
+            "plan": self.plan_object(plan, start), "price": self.price(plan, start), "quantity": quantity,
+            "subscription": sub_id, "tax_rates": [],
         })
+        return self.store.add(schema.complete(schema.resource("subscription"), {
+            "id": sub_id, "object": "subscription",
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": start, "billing_mode": {"flexible": {"proration_discounts": "included"},
+                                                           "type": "flexible", "updated_at": None},
+            "billing_schedules": [], "cancel_at_period_end": False, "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": "charge_automatically", "created": start, "currency": plan.currency,
+            "customer": customer_id, "default_payment_method": None, "default_tax_rates": [], "discounts": [],
+            "ended_at": None, "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {"object": "list", "data": [item], "has_more": False, "total_count": 1,
+                      "url": f"/v1/subscription_items?subscription={sub_id}"},
+            "latest_invoice": None, "livemode": False, "metadata": {},
+            "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                                 "save_default_payment_method": "off"},
+            "start_date": start, "status": status,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        }))
 
     def place_subscription(self, customer_id: str, price_id: str, periods: list[tuple[int, int]],
                            canceled_at: int | None) -> dict[str, Any]:
         """A subscription with a past, as a seed needs it: one paid invoice per period, the last period
         current, cancelled at `canceled_at` if given. Nothing is emitted: this is history, not news."""
-        self.need(customer_id, "customer", "customers")
-        plan = next((p for p in PLANS.values() if p.price_id == price_id), None)
+        customer = self.need(customer_id, "customer", "customers", "customer")
+        plan = plan_for(price_id)
         if plan is None or not periods or any(start >= end for start, end in periods) \
                 or any(a[1] != b[0] for a, b in zip(periods, periods[1:])):
-            raise ApiError(400, "invalid_request_error", "price must name a plan and periods must follow each other")
-        sub = self._new_subscription(customer_id, plan, "canceled" if canceled_at else "active", *periods[-1])
-        sub.update(created=periods[0][0], start_date=periods[0][0])
+            raise invalid("price must name a plan and periods must follow each other")
+        sub = self._new_subscription(customer_id, plan, 1, "canceled" if canceled_at else "active", *periods[-1])
+        sub.update(created=periods[0][0], start_date=periods[0][0], billing_cycle_anchor=periods[0][0])
         if canceled_at:
             sub.update(canceled_at=canceled_at, ended_at=canceled_at)
-        customer = self.store.data["customers"][customer_id]
-        for start, end in periods:
-            invoice = self.store.add({
-                "id": self.store.new_id("in"), "object": "invoice", "customer": customer_id, "created": start,
-                "customer_email": customer.get("email"), "customer_name": customer.get("name"),
-                "number": f"EMU-{self.store.next_number('invoice'):05d}", "currency": plan.currency,
-                "amount_due": plan.amount_cents, "amount_paid": plan.amount_cents, "status": "paid",
-                "attempt_count": 1, "period_start": start, "period_end": end,
-                "status_transitions": {"paid_at": start, "finalized_at": start},
-                "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub["id"]}},
-                "subscription": sub["id"], "last_finalization_error": None,
-            })
+            sub["cancellation_details"]["reason"] = "cancellation_requested"
+        for n, (start, end) in enumerate(periods):
+            window = (start, start) if n == 0 else periods[n - 1]
+            invoice = self._invoice(customer, sub, "subscription_create" if n == 0 else "subscription_cycle",
+                                    (start, end), window, start)
+            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, attempted=True,
+                           attempt_count=1, auto_advance=False)
+            invoice["status_transitions"].update(finalized_at=start, paid_at=start)
             sub["latest_invoice"] = invoice["id"]
             sub.setdefault("_invoices", []).append([invoice["id"], invoice["number"]])
         return sub
 
-    def new_invoice(self, sub: dict[str, Any], paid: bool) -> dict[str, Any]:
+    def _invoice(self, customer: dict[str, Any], sub: dict[str, Any], reason: str, service: tuple[int, int],
+                 window: tuple[int, int], created: int) -> dict[str, Any]:
+        """A finalized, open invoice for one subscription period (`service`, in its line's `period`);
+        `window` is the invoice's own period_start/end (when invoice items could join it)."""
+        item = sub["items"]["data"][0]
+        amount = item["price"]["unit_amount"] * (item["quantity"] or 1)
+        in_id = self.store.new_id("in")
+        plan = plan_for(item["price"]["id"])
+        label = f"{item['quantity']} × {plan.name if plan else item['price']['id']} " \
+                f"(at ${item['price']['unit_amount'] / 100:.2f} / {item['price']['recurring']['interval']})"
+        line = schema.complete(schema.resource("line_item"), {
+            "id": self.store.new_id("il"), "object": "line_item", "amount": amount, "currency": sub["currency"],
+            "description": label, "discount_amounts": [], "discountable": True, "discounts": [], "invoice": in_id,
+            "livemode": False, "metadata": {},
+            "parent": {"invoice_item_details": None, "type": "subscription_item_details",
+                       "subscription_item_details": {"invoice_item": None, "proration": False,
+                                                     "proration_details": {"credited_items": None},
+                                                     "subscription": sub["id"], "subscription_item": item["id"]}},
+            "period": {"start": service[0], "end": service[1]}, "pretax_credit_amounts": [],
+            "pricing": {"price_details": {"price": item["price"]["id"], "product": item["price"]["product"]},
+                        "type": "price_details", "unit_amount_decimal": str(item["price"]["unit_amount"])},
+            "quantity": item["quantity"], "subtotal": amount, "taxes": [],
+        })
+        return self.store.add(schema.complete(schema.resource("invoice"), {
+            "id": in_id, "object": "invoice", "account_country": "US", "account_name": ACCOUNT_NAME,
+            "amount_due": amount, "amount_overpaid": 0, "amount_paid": 0, "amount_remaining": amount,
+            "amount_shipping": 0, "attempt_count": 0, "attempted": False, "auto_advance": True,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                              "status": None},
+            "billing_reason": reason, "collection_method": "charge_automatically", "created": created,
+            "currency": sub["currency"], "customer": customer["id"], "customer_email": customer.get("email"),
+            "customer_name": customer.get("name"), "customer_tax_exempt": "none", "customer_tax_ids": [],
+            "default_tax_rates": [], "discounts": [], "effective_at": created, "ending_balance": 0,
+            "issuer": {"type": "self"},
+            "lines": {"object": "list", "data": [line], "has_more": False, "total_count": 1,
+                      "url": f"/v1/invoices/{in_id}/lines"},
+            "livemode": False, "metadata": {}, "number": f"EMU-{self.store.next_number('invoice'):05d}",
+            "parent": {"quote_details": None, "type": "subscription_details",
+                       "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"],
+                                                "subscription_proration_date": None}},
+            "payment_settings": {"default_mandate": None, "payment_method_options": None,
+                                 "payment_method_types": None},
+            "period_start": window[0], "period_end": window[1], "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": "open",
+            "status_transitions": {"finalized_at": created, "marked_uncollectible_at": None, "paid_at": None,
+                                   "voided_at": None},
+            "subtotal": amount, "subtotal_excluding_tax": amount, "total": amount, "total_discount_amounts": [],
+            "total_excluding_tax": amount, "total_pretax_credit_amounts": [], "total_taxes": [],
+            "webhooks_delivered_at": created,
+        }))
+
+    def new_invoice(self, sub: dict[str, Any], reason: str, window_start: int, window_end: int) -> dict[str, Any]:
+        """The invoice for the subscription's current period, created and finalized (events of both)."""
         customer = self.store.data["customers"][sub["customer"]]
         item = sub["items"]["data"][0]
         now = int(time.time())
-        invoice = self.store.add({
-            "id": self.store.new_id("in"), "object": "invoice", "customer": sub["customer"],
-            "customer_email": customer.get("email"), "customer_name": customer.get("name"),
-            "number": f"EMU-{self.store.next_number('invoice'):05d}", "currency": sub["currency"],
-            "amount_due": item["price"]["unit_amount"], "amount_paid": 0, "status": "open", "attempt_count": 1,
-            "period_start": item["current_period_start"], "period_end": item["current_period_end"],
-            "status_transitions": {"paid_at": None, "finalized_at": now},
-            "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub["id"]}},
-            "subscription": sub["id"], "last_finalization_error": None,
-        })
+        invoice = self._invoice(customer, sub, reason, (item["current_period_start"], item["current_period_end"]),
+                                (window_start, window_end), now)
         sub["latest_invoice"] = invoice["id"]
-        self.settle(invoice, paid)
+        self.emit("invoice.created", invoice)
+        self.emit("invoice.finalized", invoice)
         return invoice
 
-    def settle(self, invoice: dict[str, Any], paid: bool) -> None:
-        """Record a charge attempt on the invoice and move its subscription accordingly."""
-        sub = self.store.data["subscriptions"][invoice["subscription"]]
+    def attempt_payment(self, invoice: dict[str, Any], outcome: tuple[str, str | None, str] | None) -> None:
+        """One charge attempt on the invoice (`outcome` None: paid, else why not); the subscription follows."""
+        sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
         previous = {"status": sub["status"]}
-        if paid:
-            invoice.update(status="paid", amount_paid=invoice["amount_due"])
-            invoice["status_transitions"]["paid_at"] = int(time.time())
+        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        if outcome is None:
+            now = int(time.time())
+            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
+                           next_payment_attempt=None)
+            invoice["status_transitions"]["paid_at"] = now
             self.emit("invoice.paid", invoice)
-            if sub["status"] in ("past_due", "incomplete"):
+            self.emit("invoice.payment_succeeded", invoice)
+            if sub["status"] in ("past_due", "incomplete", "unpaid"):
                 sub["status"] = "active"
         else:
+            invoice["next_payment_attempt"] = int(time.time()) + 3 * 24 * 3600
+            if outcome == AUTHENTICATION_REQUIRED:
+                self.emit("invoice.payment_action_required", invoice)
             self.emit("invoice.payment_failed", invoice)
             if sub["status"] == "active":
                 sub["status"] = "past_due"
@@ -212,32 +503,72 @@ class Account:
 
     def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool) -> dict[str, Any]:
         if sub["status"] == "canceled":
-            raise ApiError(400, "invalid_request_error",
-                           "A canceled subscription can only update its cancellation_details and metadata.")
+            raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
         if sub["cancel_at_period_end"] != cancel:
-            sub["cancel_at_period_end"] = cancel
-            self.emit("customer.subscription.updated", sub, {"cancel_at_period_end": not cancel})
+            previous = {"cancel_at_period_end": not cancel, "cancel_at": sub["cancel_at"],
+                        "canceled_at": sub["canceled_at"],
+                        "cancellation_details": dict(sub["cancellation_details"])}
+            item = sub["items"]["data"][0]
+            sub.update(cancel_at_period_end=cancel, cancel_at=item["current_period_end"] if cancel else None,
+                       canceled_at=int(time.time()) if cancel else None)
+            sub["cancellation_details"]["reason"] = "cancellation_requested" if cancel else None
+            self.emit("customer.subscription.updated", sub, previous)
         return sub
 
     def cancel_now(self, sub: dict[str, Any]) -> dict[str, Any]:
         if sub["status"] != "canceled":
-            sub.update(status="canceled", canceled_at=int(time.time()), ended_at=int(time.time()))
+            now = int(time.time())
+            sub.update(status="canceled", canceled_at=sub["canceled_at"] or now, ended_at=now)
+            sub["cancellation_details"]["reason"] = "cancellation_requested"
             self.emit("customer.subscription.deleted", sub)
         return sub
 
+    def renew(self, sub: dict[str, Any], charge: bool = True) -> dict[str, Any]:
+        """The next period starts (automatic): the item's period moves on, its invoice is made and, unless
+        `charge` is False, charged to the subscription's or customer's default card."""
+        item = sub["items"]["data"][0]
+        previous = {"items": public(sub["items"]), "latest_invoice": sub["latest_invoice"]}
+        window = (item["current_period_start"], item["current_period_end"])
+        months = 12 if item["price"]["recurring"]["interval"] == "year" else 1
+        item.update(current_period_start=window[1], current_period_end=add_month(window[1], months))
+        invoice = self.new_invoice(sub, "subscription_cycle", *window)
+        self.emit("customer.subscription.updated", sub, previous)
+        if charge:
+            pm = self.default_card(sub)
+            self.attempt_payment(invoice, self.charge_outcome(pm) if pm else CHARGE_DECLINED)
+        return invoice
+
+    def default_card(self, sub: dict[str, Any]) -> dict[str, Any] | None:
+        customer = self.store.data["customers"][sub["customer"]]
+        pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
+        return self.store.data["payment_methods"].get(pm_id or "")
+
     def fail_payment(self, sub: dict[str, Any]) -> dict[str, Any]:
-        """The next renewal charge fails (what a real account shows days later, on command)."""
-        open_invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
-        if open_invoice and open_invoice["status"] == "open":
-            open_invoice["attempt_count"] += 1
-            self.settle(open_invoice, paid=False)
-            return open_invoice
-        return self.new_invoice(sub, paid=False)
+        """A charge fails (what a real account shows days later, on command): the open invoice's retry, or
+        the next renewal's."""
+        invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
+        if not (invoice and invoice["status"] == "open"):
+            invoice = self.renew(sub, charge=False)
+        self.attempt_payment(invoice, CHARGE_DECLINED)
+        return invoice
 
     def pay(self, sub: dict[str, Any]) -> dict[str, Any]:
-        """The open invoice is paid (a retry succeeded, or the card was replaced)."""
-        open_invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
-        if open_invoice and open_invoice["status"] == "open":
-            self.settle(open_invoice, paid=True)
-            return open_invoice
-        return self.new_invoice(sub, paid=True)
+        """The open invoice is paid (a retry went through, on command), else the next renewal is."""
+        invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
+        if not (invoice and invoice["status"] == "open"):
+            invoice = self.renew(sub, charge=False)
+        self.attempt_payment(invoice, None)
+        return invoice
+
+
+def merge_metadata(current: dict[str, Any], update: dict[str, Any] | None) -> dict[str, Any]:
+    """Stripe's metadata update: keys merge, an empty value unsets a key, an empty hash unsets all."""
+    if update is None:
+        return {}
+    merged = dict(current)
+    for key, value in update.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

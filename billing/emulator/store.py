@@ -11,7 +11,7 @@ from typing import Any
 
 COLLECTIONS = {
     "cus": "customers", "pm": "payment_methods", "seti": "setup_intents", "cs": "checkout_sessions",
-    "sub": "subscriptions", "si": "subscription_items", "in": "invoices",
+    "sub": "subscriptions", "in": "invoices", "evt": "events",
 }
 
 
@@ -24,6 +24,13 @@ def public(obj: Any) -> Any:
     return obj
 
 
+FORMAT = 2  # 2: whole objects at the pinned API version (schema.json), events and idempotency kept
+
+
+class OldStateFile(Exception):
+    """The state file was written by an emulator whose objects lack what Stripe returns now."""
+
+
 class Store:
     """Every object the emulator knows, persisted after each change."""
 
@@ -31,9 +38,15 @@ class Store:
         self.path = path
         self.lock = threading.RLock()
         self.data: dict[str, Any] = {name: {} for name in COLLECTIONS.values()}
-        self.data.update(idempotency={}, counters={})
+        self.data.update(idempotency={}, counters={}, format=FORMAT)
         if path and path.exists() and path.stat().st_size:
-            self.data.update(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            if saved.get("format") != FORMAT:
+                raise OldStateFile(
+                    f"{path} was written by an older Stripe emulator: its objects lack fields Stripe returns at the "
+                    "pinned API version. Delete it together with the database that names its ids (deleting var/ "
+                    "starts the demo from scratch).")
+            self.data.update(saved)
 
     def save(self) -> None:
         if not self.path:
@@ -45,13 +58,21 @@ class Store:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{'test_' if prefix == 'cs' else ''}{secrets.token_hex(12)}"
 
+    @staticmethod
+    def request_id() -> str:
+        """`req_` and 14 letters and digits, like Stripe's Request-Id."""
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        return "req_" + "".join(secrets.choice(alphabet) for _ in range(14))
+
     def next_number(self, name: str) -> int:
         self.data["counters"][name] = self.data["counters"].get(name, 0) + 1
         return self.data["counters"][name]
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Keep an object; `_seq` orders objects created in the same second (lists are newest first)."""
         obj.setdefault("created", int(time.time()))
         obj.setdefault("livemode", False)
+        obj["_seq"] = self.next_number("objects")
         self.data[self.collection(obj["id"])][obj["id"]] = obj
         return obj
 

@@ -22,8 +22,9 @@ def stripe_env(stripe_emulator):
 def test_gateway_customer_creation_is_idempotent_and_errors_are_translated(stripe_env):
     first = gateway.create_customer(9001, "x@example.com", "X")
     assert gateway.create_customer(9001, "x@example.com", "X")["id"] == first["id"]
-    with pytest.raises(gateway.PaymentError, match="declined"):
-        gateway.create_card_payment_method("4000000000000002", 12, 2040, "t-declined")
+    declined = gateway.create_card_payment_method("4000000000000002", 12, 2040, "t-declined")
+    with pytest.raises(gateway.PaymentError, match="declined"):  # Stripe refuses the card when it is attached
+        gateway.attach_payment_method(declined["id"], first["id"])
     pm = gateway.create_card_payment_method("4000000000000341", 12, 2040, "t-0341")
     gateway.attach_payment_method(pm["id"], first["id"])
     gateway.set_default_payment_method(first["id"], pm["id"])
