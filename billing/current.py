@@ -17,19 +17,19 @@ LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
 INVOICES_SHOWN = 12
 
 
-def current_subscription_query(user_id: int) -> Select[tuple[Subscription]]:
+def current_subscription_query(user_id: int) -> Select[Subscription]:
     return (select(Subscription).where(Subscription.user_id == user_id)
             .order_by(Subscription.status.in_(LIVE_STATUSES).desc(), Subscription.created_at.desc(),
                       Subscription.id.desc())
             .limit(1))
 
 
-def default_card_query(user_id: int) -> Select[tuple[Card]]:
+def default_card_query(user_id: int) -> Select[Card]:
     return (select(Card).where(Card.user_id == user_id)
             .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc()).limit(1))
 
 
-def recent_invoices_query(user_id: int) -> Select[tuple[Invoice]]:
+def recent_invoices_query(user_id: int) -> Select[Invoice]:
     return (select(Invoice).where(Invoice.user_id == user_id)
             .order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(INVOICES_SHOWN))
 

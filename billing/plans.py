@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, case
+from sqlalchemy.orm import InstrumentedAttribute
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ def monthly_cents(amount_cents: int, interval: str) -> int:
     return (amount_cents + 6) // 12 if interval == "year" else amount_cents
 
 
-def monthly_cents_sql(amount_cents: ColumnElement[int], interval: ColumnElement[str]) -> ColumnElement[int]:
+def monthly_cents_sql(amount_cents: ColumnElement[int] | InstrumentedAttribute[int],
+                      interval: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[int]:
     """monthly_cents in SQL, for set-based sums (integer division, as above)."""
     return case((interval == "year", (amount_cents + 6) // 12), else_=amount_cents)
 

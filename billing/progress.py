@@ -19,7 +19,7 @@ def new_operation(user_id: int, kind: str) -> str:
 
 def set_state(op_id: str, **fields: Any) -> None:
     key = f"billing:op:{op_id}"
-    current = json.loads(redis_client.get().get(key) or "{}")
+    current = json.loads(redis_client.get().get(key) or "{}")  # type: ignore[arg-type]  # a sync client: bytes
     redis_client.get().set(key, json.dumps({**current, **fields}), ex=TTL)
 
 
@@ -29,4 +29,4 @@ def finish(op_id: str, message: str, next_url: str | None = None, ok: bool = Tru
 
 def get_state(op_id: str) -> dict[str, Any] | None:
     raw = redis_client.get().get(f"billing:op:{op_id}")
-    return json.loads(raw) if raw else None
+    return json.loads(raw) if raw else None  # type: ignore[arg-type]  # a sync client: bytes

@@ -61,8 +61,8 @@ def upsert_card(session: Session, user_id: int, pm: dict[str, Any], window: Expi
     stmt = stmt.on_conflict_do_update(index_elements=["stripe_payment_method_id"],
                                       set_={**values, "user_id": user_id, "updated_at": utcnow()})
     session.execute(stmt)
-    return session.scalar(select(Card).where(Card.stripe_payment_method_id == pm["id"]).execution_options(
-        populate_existing=True))
+    return session.scalars(select(Card).where(Card.stripe_payment_method_id == pm["id"]).execution_options(
+        populate_existing=True)).one()
 
 
 def make_default_card(session: Session, user_id: int, payment_method_id: str) -> None:
@@ -117,8 +117,8 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
                                     **values)
         .on_conflict_do_nothing(index_elements=["stripe_subscription_id"]).returning(Subscription.id)
     ).scalar_one_or_none()
-    sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == obj["id"])
-                         .with_for_update().execution_options(populate_existing=True))
+    sub = session.scalars(select(Subscription).where(Subscription.stripe_subscription_id == obj["id"])
+                          .with_for_update().execution_options(populate_existing=True)).one()
     at = from_ts(created) or utcnow()
     if new_id is not None:
         record_mrr_change(session, sub, 0, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
@@ -181,8 +181,8 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         insert(Invoice).values(user_id=user.id if user else None, subscription_id=sub.id if sub else None,
                                stripe_invoice_id=obj["id"], stripe_event_created=created, **values)
         .on_conflict_do_nothing(index_elements=["stripe_invoice_id"]))
-    invoice = session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == obj["id"])
-                             .with_for_update().execution_options(populate_existing=True))
+    invoice = session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == obj["id"])
+                              .with_for_update().execution_options(populate_existing=True)).one()
     newer = created >= invoice.stripe_event_created
     if newer and INVOICE_RANK.get(obj["status"], 0) >= INVOICE_RANK.get(invoice.status, 0):
         for name, value in values.items():

@@ -81,11 +81,12 @@ def card_expiry(now: datetime, months: int) -> tuple[int, int]:
 
 def subscription_story(persona: Persona, now: datetime) -> Story:
     """Periods from the start until the one that contains now (or the cancellation), back to back."""
+    assert persona.plan is not None, "a persona without a plan has no subscription story"
     plan = PLANS[persona.plan]
     step = 12 if plan.interval == "year" else 1
     start = now - timedelta(days=persona.started_days_ago)
     until = now - timedelta(days=persona.canceled_days_ago) if persona.canceled_days_ago is not None else now
-    periods = []
+    periods: list[tuple[datetime, datetime]] = []
     while not periods or periods[-1][1] <= until:
         n = len(periods)
         periods.append((add_months(start, n * step), add_months(start, (n + 1) * step)))

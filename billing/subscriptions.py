@@ -56,9 +56,10 @@ def sync_checkout_session(session: Session, user: User, checkout_id: str, window
     if checkout.get("status") != "complete":
         raise BillingError("The card form was not completed, so your card is unchanged.")
     pm = (checkout.get("setup_intent") or {}).get("payment_method")
-    if not isinstance(pm, dict) or pm.get("customer") != user.stripe_customer_id:
+    customer_id = user.stripe_customer_id
+    if not isinstance(pm, dict) or customer_id is None or pm.get("customer") != customer_id:
         return None
-    gateway.set_default_payment_method(user.stripe_customer_id, pm["id"])
+    gateway.set_default_payment_method(customer_id, pm["id"])
     card = records.upsert_card(session, user.id, pm, window)
     records.make_default_card(session, user.id, pm["id"])
     old = session.scalars(select(Card.stripe_payment_method_id).where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -41,7 +42,8 @@ def process_stripe_event(self, event_id: str) -> None:
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
 
 
-def _operate(task, op_id: str, user_id: int, action: Callable, done: Callable[[object], tuple[str, str | None]]) -> None:
+def _operate(task, op_id: str, user_id: int, action: Callable[[Any, Any], Any],
+             done: Callable[[Any], tuple[str, str | None]]) -> None:
     """Run `action(session, user)` for a waiting page, then record what the page should say."""
     try:
         with session_scope() as session:

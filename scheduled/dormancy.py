@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from billing.models import Card, Invoice, Subscription
 from billing.tasks import delete_stripe_customer
@@ -162,7 +163,7 @@ def review_reason_expr() -> ColumnElement[str | None]:
     return func.coalesce(protection_reason_expr(), exempt)
 
 
-REVIEW_SORTS = {"last_seen": User.last_seen_at, "warned": User.inactive_warned_at, "purge_due": User.purge_due_at,
+REVIEW_SORTS: dict[str, InstrumentedAttribute[Any]] = {"last_seen": User.last_seen_at, "warned": User.inactive_warned_at, "purge_due": User.purge_due_at,
                 "email": User.email}
 REVIEW_LIMIT = 500
 

@@ -76,7 +76,7 @@ def finish(session: Session, run_id: int, status: str, now: datetime, error: str
         values["details"] = details
     session.execute(update(JobRun).where(JobRun.id == run_id).values(**values))
     session.commit()
-    return session.get(JobRun, run_id, populate_existing=True)
+    return session.get_one(JobRun, run_id, populate_existing=True)
 
 
 def existing_run(session: Session, job: str, slot: datetime) -> JobRun | None:

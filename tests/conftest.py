@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from saas.dev.embedded import MailSink, free_port, start_postgres, start_redis
+from tests import factories
+from tests.helpers import PASSWORD, SECRET_KEY
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +34,7 @@ def services():
     os.environ.update(
         SAAS_ENV="test", DATABASE_URL=db_url, REDIS_URL=redis_url, SMTP_URL=sink.url,
         DEV_MAILDIR=str(sink.maildir_path), APP_URL="http://127.0.0.1:5000",
-        SECRET_KEY="test-secret-key-0123456789", FINANCE_EMAILS="finance@example.com",
+        SECRET_KEY=SECRET_KEY, FINANCE_EMAILS="finance@example.com",
         ADMIN_EMAILS="admin@example.com",
     )
     from saas.core import runtime
@@ -157,29 +159,32 @@ def session(services):
     s.close()
 
 
-PASSWORD = "correct-horse-42"
-
-
 @pytest.fixture
 def make_user(services):
     """Create a committed user: make_user(email='ana@example.com', role='subscriber', **columns)."""
-    from saas.core.accounts import hash_password
-    from saas.core.db import session_scope
-    from saas.core.models import User
+    return factories.user
 
-    counter = iter(range(1, 10_000))
-    pw_hash = hash_password(PASSWORD)
 
-    def factory(email: str | None = None, role: str = "subscriber", **columns) -> User:
-        with session_scope() as s:
-            user = User(email=email or f"user{next(counter)}@example.com", role=role,
-                        password_hash=pw_hash, name=columns.pop("name", "Test User"), **columns)
-            s.add(user)
-            s.flush()
-            s.expunge(user)
-        return user
+@pytest.fixture
+def add(services):
+    """Insert committed rows: add(Model, **columns) -> the row (detached)."""
+    return factories.add
 
-    return factory
+
+@pytest.fixture
+def card(services):
+    """card(user_id, exp_month, exp_year, **columns) -> a committed Card row."""
+    return factories.card
+
+
+@pytest.fixture
+def subscription(services):
+    return factories.subscription
+
+
+@pytest.fixture
+def invoice(services):
+    return factories.invoice
 
 
 class AuthActions:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.outbox import OutboxMessage
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 
 def count(model) -> int:
@@ -98,12 +98,12 @@ def test_password_reset_by_email_works_once(client, make_user, celery_worker, ma
     assert again.status_code == 302 and "/password/forgot" in again.location
 
 
-def test_reset_token_expires(client, make_user):
+def test_reset_token_expires(settings, client, make_user):
     user = make_user(email="ana@example.com")
     from saas.core.accounts import make_reset_token
 
     with client.application.test_request_context(), session_scope() as s:
-        token = make_reset_token(s.get(User, user.id), "test-secret-key-0123456789")
+        token = make_reset_token(s.get(User, user.id), settings.secret_key)
     with freeze_time(datetime.now(UTC) + timedelta(hours=2)):
         response = client.get(f"/password/reset/{token}")
     assert response.status_code == 302 and "/password/forgot" in response.location

@@ -9,6 +9,12 @@ import sys
 from pathlib import Path
 
 import requests
+from werkzeug.serving import run_simple
+
+from billing.emulator.api import create_app
+from billing.emulator.objects import Account
+from billing.emulator.sender import WebhookSender
+from billing.emulator.store import OldStateFile, Store
 
 
 def serve(argv: list[str]) -> int:
@@ -18,13 +24,6 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--webhook-secret", default="whsec_dev_emulator_secret")
     parser.add_argument("--data", type=Path, help="JSON file holding the state across restarts")
     args = parser.parse_args(argv)
-    from werkzeug.serving import run_simple
-
-    from billing.emulator.api import create_app
-    from billing.emulator.objects import Account
-    from billing.emulator.sender import WebhookSender
-    from billing.emulator.store import OldStateFile, Store
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         store = Store(args.data)

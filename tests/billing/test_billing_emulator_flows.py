@@ -11,7 +11,7 @@ from billing import gateway, tasks
 from billing.models import Card, Subscription
 from saas.core.db import session_scope
 from saas.core.settings import Settings, SettingsError
-from tests.billing.helpers import wait_until
+from tests.helpers import wait_until
 
 
 @pytest.fixture

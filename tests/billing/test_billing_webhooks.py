@@ -13,7 +13,11 @@ from billing.handlers import process_event
 from billing.models import Card, Invoice, MrrMovement, StripeEvent, Subscription
 from saas.core.db import session_scope
 from saas.core.outbox import OutboxMessage
-from tests.billing.helpers import OLD_SECRET, SECRET, card, event, invoice, signed, subscription
+from tests.factories import stripe_card as card
+from tests.factories import stripe_event as event
+from tests.factories import stripe_invoice as invoice
+from tests.factories import stripe_subscription as subscription
+from tests.helpers import OLD_SECRET, SECRET, signed
 
 URL = "/billing/webhooks/stripe"
 TODAY = date(2026, 3, 10)

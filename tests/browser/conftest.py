@@ -56,7 +56,7 @@ def page(browser_instance, live_server):
 
 def sign_in(page, email: str) -> None:
     """Through the real sign-in form (CSRF on)."""
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     page.goto("/login")
     page.get_by_label("Email").fill(email)

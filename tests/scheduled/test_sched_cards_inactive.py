@@ -1,8 +1,6 @@
 """flag-expiring-cards and remind-inactive-users: selection edges, both directions, one email each."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from sqlalchemy import select
 
@@ -10,10 +8,7 @@ from billing.models import Card
 from saas.core.db import session_scope
 from saas.core.models import User
 from scheduled.jobs import flag_expiring_cards, remind_inactive_users
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+from tests.helpers import utc
 
 
 def flags() -> dict[int, bool]:

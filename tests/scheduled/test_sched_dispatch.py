@@ -1,7 +1,7 @@
 """Slot dispatch: several schedulers on one fake clock, catch-up after an outage, skipped slots, the watchdog."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -9,10 +9,7 @@ from saas.core.db import session_scope
 from scheduled.beat import dispatch_due
 from scheduled.models import JobRun
 from scheduled.runner import run_job
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+from tests.helpers import utc
 
 
 def runs(job: str | None = None) -> list[JobRun]:

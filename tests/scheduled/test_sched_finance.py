@@ -1,8 +1,6 @@
 """finance-summary: figures against a hand-computed fixture, one email per period with its CSV."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import select
 
 from billing.finance import FinanceSummary
@@ -11,11 +9,7 @@ from saas.core.db import session_scope
 from saas.core.models import AuditLog
 from saas.core.outbox import OutboxMessage
 from scheduled.runner import run_job
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
+from tests.helpers import utc
 
 OLD = utc(2025, 1, 1)
 

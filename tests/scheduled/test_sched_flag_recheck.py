@@ -1,7 +1,7 @@
 """flag-expiring-cards reads small ranges: a card flagged without its email since the last run is still warned."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -9,10 +9,7 @@ from billing.models import Card
 from saas.core.db import session_scope
 from scheduled.models import JobRun
 from scheduled.runner import run_job
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+from tests.helpers import utc
 
 
 def test_card_flagged_by_a_webhook_after_the_last_run_is_warned(settings, make_user, card, outbox_keys):

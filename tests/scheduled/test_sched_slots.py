@@ -7,10 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from saas.core.slots import latest_slot, slots_between
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+from tests.helpers import utc
 
 
 @pytest.mark.parametrize("now, expected", [

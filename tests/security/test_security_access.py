@@ -17,7 +17,7 @@ VALUES = {"filename": "app.css", "name": "finance-summary"}
 
 
 @pytest.fixture
-def world(app, make_user, mail, sent):
+def world(settings, app, make_user, mail, sent):
     """One persona per role and a real object behind every path parameter."""
     from billing import progress
     from billing.finance import FinanceReport, FinanceSummary
@@ -38,7 +38,7 @@ def world(app, make_user, mail, sent):
         message_id = s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == "access:1"))
         ids = {"message_id": message_id, "report_id": report.id, "summary_id": summary.id}
     with app.test_request_context(), session_scope() as s:
-        ids["token"] = make_reset_token(s.get(User, users["subscriber"].id), "test-secret-key-0123456789")
+        ids["token"] = make_reset_token(s.get(User, users["subscriber"].id), settings.secret_key)
     ids["op_id"] = progress.new_operation(users["subscriber"].id, "card")
     note = EmailMessage()
     note["From"], note["To"], note["Subject"] = "a@example.com", "b@example.com", "hello"
@@ -146,7 +146,8 @@ def test_the_webhook_is_exempt_from_csrf_and_answers_by_signature(with_settings,
     import time
 
     from saas.web.app import create_app
-    from tests.billing.helpers import SECRET, event, signed
+    from tests.factories import stripe_event as event
+    from tests.helpers import SECRET, signed
 
     csrf_app = create_app(with_settings(stripe_webhook_secrets=(SECRET,)))
     payload, headers = signed(event("customer.created", {"id": "cus_x"}, int(time.time())))

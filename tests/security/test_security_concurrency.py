@@ -14,7 +14,7 @@ from saas.core.models import User
 from saas.core.outbox import OutboxMessage
 from saas.web.views.auth import LOGIN_LIMIT_PER_ACCOUNT, RESET_LIMIT_PER_ACCOUNT, SIGNUP_LIMIT_PER_IP
 from saas.web.views.contact import CONTACT_LIMIT
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 N = 10
 
@@ -93,12 +93,12 @@ def test_ten_simultaneous_reset_requests_for_one_account_send_at_most_the_limit(
                              .where(OutboxMessage.kind == "password-reset")) <= limit
 
 
-def test_a_reset_link_used_ten_times_at_once_sets_the_password_once(live_server, make_user, mail, app):
+def test_a_reset_link_used_ten_times_at_once_sets_the_password_once(settings, live_server, make_user, mail, app):
     from saas.core.accounts import make_reset_token
 
     user = make_user(email="ana@example.com")
     with app.app_context(), session_scope() as s:
-        token = make_reset_token(s.get(User, user.id), "test-secret-key-0123456789")
+        token = make_reset_token(s.get(User, user.id), settings.secret_key)
     path = f"/password/reset/{token}"
     forms = [form_session(live_server, path) for _ in range(N)]
     responses = all_at_once([

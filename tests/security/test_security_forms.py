@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from saas.core.models import AuditLog, User
 from saas.core.outbox import OutboxMessage
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.security.fuzzing import fuzz, table_counts, table_rows, tried
 from tests.web.helpers import add_subscription
 

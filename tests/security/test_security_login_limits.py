@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from saas.web.views.auth import LOGIN_LIMIT_PER_ACCOUNT, LOGIN_LIMIT_PER_IP
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 PER_ACCOUNT = int(LOGIN_LIMIT_PER_ACCOUNT.split()[0])
 PER_IP = int(LOGIN_LIMIT_PER_IP.split()[0])

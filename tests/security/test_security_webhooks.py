@@ -18,7 +18,11 @@ from billing.models import Card, Invoice, MrrMovement, StripeEvent, Subscription
 from saas.core.db import session_scope
 from saas.core.models import AuditLog, User
 from saas.core.outbox import OutboxMessage
-from tests.billing.helpers import OLD_SECRET, SECRET, card, event, invoice, subscription
+from tests.factories import stripe_card as card
+from tests.factories import stripe_event as event
+from tests.factories import stripe_invoice as invoice
+from tests.factories import stripe_subscription as subscription
+from tests.helpers import OLD_SECRET, SECRET
 from tests.security.fuzzing import fuzz, table_counts, table_rows, tried
 
 URL = "/billing/webhooks/stripe"
