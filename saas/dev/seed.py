@@ -17,7 +17,7 @@ DOMAIN = "example.com"
 
 
 def personas(now: datetime) -> list[dict]:
-    """The cast DESIGN.md names, with the dates that make each one interesting.
+    """The demo cast (docs/development.md, "Demo personas"), with the dates that make each one interesting.
 
     carla's 213 days are more than 6 calendar months on any day (six months are at most 184
     days); dario's and elena's warnings are older than PURGE_GRACE_DAYS, so their purge is due.

@@ -58,7 +58,7 @@ def account_states(draw) -> dict:
 
 
 def protections(state: dict) -> list[str]:
-    """DESIGN.md's reasons an account is never purged (and the states where it is not due yet)."""
+    """The reasons an account is never purged (scheduled.dormancy) (and the states where it is not due yet)."""
     user, reasons = state["user"], []
     if state["role"] != "subscriber":
         reasons.append(f"role {state['role']}")
