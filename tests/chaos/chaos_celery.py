@@ -9,13 +9,21 @@ from __future__ import annotations
 import os
 import sys
 
+from celery.signals import worker_init
+
 from scheduled.celery_app import app
 
 timeout = os.environ.get("CHAOS_VISIBILITY_TIMEOUT")
-if timeout:
-    app.conf.broker_transport_options = {
-        "visibility_timeout": int(timeout), "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
-    }
+
+
+@worker_init.connect
+def _short_visibility_timeout(**_kwargs) -> None:
+    """After the product's own worker_init handler bound the broker from the settings (connected
+    first, so it runs first), before the worker connects."""
+    if timeout:
+        app.conf.broker_transport_options = {
+            "visibility_timeout": int(timeout), "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+        }
 
 if __name__ == "__main__":
     from celery.__main__ import main
