@@ -68,32 +68,39 @@ def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
         print("starting PostgreSQL, Redis and the SMTP sink ...", flush=True)
         infra, sink = start_infrastructure(env)
         children += infra
+        emulator = None
         if importlib.util.find_spec("billing.emulator") and not env.get("STRIPE_API_BASE"):
             stripe_port = _port("stripe")
             env.update(STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}", STRIPE_SECRET_KEY="sk_test_emulator",
                        STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET)
-            children.append(_spawn("stripe-emulator", [
+            emulator = _spawn("stripe-emulator", [
                 sys.executable, "-m", "billing.emulator", "--port", str(stripe_port),
                 "--webhook-url", f"{env['APP_URL']}/billing/webhooks/stripe",
                 "--webhook-secret", env["STRIPE_WEBHOOK_SECRET"].split(",")[0],
-                "--data", str(VAR / "stripe.json")], env, VAR / "log"))
-            wait_for(lambda: port_is_open(stripe_port), "Stripe emulator", proc=children[-1].process)
+                "--data", str(VAR / "stripe.json")], env, VAR / "log")
+            children.append(emulator)
         os.environ.update(env)  # this process's settings now point at the parts above
-        print("applying migrations and seeding the demo personas ...", flush=True)
+        print("applying migrations ...", flush=True)  # while the emulator starts
         settings = runtime.configure(Settings.from_env())
         upgrade(settings.database_url)
+        # The web app starts now and answers while the personas are seeded (its first request
+        # waits for nothing: the schema is there); worker and beat start once the seed is in.
+        saas = [sys.executable, "-m", "saas"]
+        web = _spawn("web", saas + ["run", "--host", "127.0.0.1", "--port", str(web_port),
+                                    "--no-reload", "--with-threads"], env, VAR / "log")
+        children.append(web)
+        if emulator is not None:
+            wait_for(lambda: port_is_open(stripe_port), "Stripe emulator", proc=emulator.process)
+        print("seeding the demo personas ...", flush=True)
         now = datetime.now(UTC)
         if seed_demo(settings, now):
             _run_warning_jobs(settings)
-        saas = [sys.executable, "-m", "saas"]
-        children.append(_spawn("web", saas + ["run", "--host", "127.0.0.1", "--port", str(web_port),
-                                              "--no-reload", "--with-threads"], env, VAR / "log"))
         if with_worker:
             celery = [sys.executable, "-m", "celery", "-A", "scheduled"]
             children.append(_spawn("worker", celery + ["worker", "--loglevel", "INFO", "--concurrency", "2"],
                                    env, VAR / "log"))
             children.append(_spawn("beat", celery + ["beat", "--loglevel", "INFO"], env, VAR / "log"))
-        wait_for(lambda: port_is_open(web_port), "web app", timeout=30, proc=children[-1 if not with_worker else -3].process)
+        wait_for(lambda: port_is_open(web_port), "web app", timeout=30, proc=web.process)
         _print_banner(env, web_port, [p["local"] for p in personas(now)], DEV_PASSWORD)
         return _wait(children)
     except KeyboardInterrupt:
