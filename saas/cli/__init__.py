@@ -10,6 +10,7 @@ from flask.cli import FlaskGroup
 from saas.cli.jobs import jobs_group
 from saas.cli.settings import load_settings
 from saas.core.migrate import upgrade
+from saas.dev.launcher import run_dev
 from saas.dev.seed import DEV_PASSWORD
 from saas.dev.seed import seed_demo as run_seed
 from saas.web.app import create_app
@@ -29,8 +30,6 @@ def cli() -> None:
 @click.option("--no-worker", is_flag=True, help="Do not start the Celery worker and beat.")
 def dev_command(port: int, no_worker: bool) -> None:
     """Run every part on loopback (PostgreSQL, Redis, SMTP sink, Stripe emulator, web, worker, beat)."""
-    from saas.dev.launcher import run_dev  # here: it needs the dev extra, which production does not install
-
     sys.exit(run_dev(web_port=port, with_worker=not no_worker))
 
 
