@@ -160,6 +160,16 @@ def session(services):
 
 
 @pytest.fixture
+def sent(monkeypatch):
+    """Celery tasks the code under test enqueues, captured instead of sent: [(task name, kwargs)]."""
+    from saas.core import queue
+
+    calls = []
+    monkeypatch.setattr(queue, "publish", lambda task, kwargs, countdown: calls.append((task.name, kwargs)))
+    return calls
+
+
+@pytest.fixture
 def make_user(services):
     """Create a committed user: make_user(email='ana@example.com', role='subscriber', **columns)."""
     return factories.user

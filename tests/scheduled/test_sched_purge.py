@@ -18,17 +18,7 @@ DORMANT = {"last_seen_at": datetime(2024, 10, 1, tzinfo=UTC),
            "purge_due_at": datetime(2025, 5, 2, tzinfo=UTC)}
 
 
-@pytest.fixture
-def sent_tasks(monkeypatch):
-    """Tasks enqueued, captured instead of sent: [(name, kwargs)]."""
-    from saas.core import queue
-
-    calls = []
-    monkeypatch.setattr(queue, "publish", lambda task, kwargs, countdown: calls.append((task.name, kwargs)))
-    return calls
-
-
-def test_purges_dormant_account_and_keeps_anonymised_invoices(make_user, card, invoice, ctx, session, sent_tasks):
+def test_purges_dormant_account_and_keeps_anonymised_invoices(make_user, card, invoice, ctx, session, sent):
     dario = make_user(email="dario@example.com", name="Dario", stripe_customer_id="cus_dario", **DORMANT)
     card(dario.id, 1, 2030)
     invoice(dario.id, customer_email="dario@example.com", customer_name="Dario")
@@ -44,14 +34,14 @@ def test_purges_dormant_account_and_keeps_anonymised_invoices(make_user, card, i
         audit = s.scalars(select(AuditLog)).one()
         assert (audit.actor, audit.action, audit.subject_id) == ("job:purge-dormant-accounts", "account.purged", str(dario.id))
         assert "dario" not in str(audit.details).lower()
-    assert sent_tasks == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_dario"})]
+    assert sent == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_dario"})]
 
 
 @pytest.mark.parametrize("protect, reason", [
     ("active", "subscription active"), ("trialing", "subscription trialing"), ("past_due", "subscription past_due"),
     ("open", "unpaid invoice"), ("uncollectible", "unpaid invoice"), ("credit", "credit balance"),
 ])
-def test_every_protection_blocks_purge(make_user, subscription, invoice, ctx, session, sent_tasks, protect, reason):
+def test_every_protection_blocks_purge(make_user, subscription, invoice, ctx, session, sent, protect, reason):
     elena = make_user(credit_balance_cents=500 if protect == "credit" else 0, **DORMANT)
     if protect in ("active", "trialing", "past_due"):
         subscription(elena.id, status=protect)
@@ -61,7 +51,7 @@ def test_every_protection_blocks_purge(make_user, subscription, invoice, ctx, se
     purge_dormant_accounts(session, ctx("purge-dormant-accounts", NOW))
     assert purge_user(session, elena.id, "admin:1", NOW) is False
     session.commit()
-    assert session.get(User, elena.id).purged_at is None and sent_tasks == []
+    assert session.get(User, elena.id).purged_at is None and sent == []
 
 
 @pytest.mark.parametrize("columns", [
@@ -70,7 +60,7 @@ def test_every_protection_blocks_purge(make_user, subscription, invoice, ctx, se
     {"purge_exempt_reason": "enterprise pilot"},                            # exempted by an admin
     {"inactive_warned_at": None, "purge_due_at": None},                     # never warned
 ])
-def test_not_due_active_or_exempt_is_kept(make_user, ctx, session, sent_tasks, columns):
+def test_not_due_active_or_exempt_is_kept(make_user, ctx, session, sent, columns):
     user = make_user(**{**DORMANT, **columns})
     purge_dormant_accounts(session, ctx("purge-dormant-accounts", NOW))
     assert session.get(User, user.id).purged_at is None
@@ -83,14 +73,14 @@ def test_cancelled_subscription_and_paid_invoice_do_not_protect(make_user, subsc
     assert protection_reason(session, user.id) is None
 
 
-def test_admin_approval_purges_before_the_due_date(make_user, ctx, session, sent_tasks):
+def test_admin_approval_purges_before_the_due_date(make_user, ctx, session, sent):
     user = make_user(**{**DORMANT, "purge_due_at": datetime(2025, 7, 1, tzinfo=UTC),
                         "purge_approved_at": datetime(2025, 5, 30, tzinfo=UTC)})
     purge_dormant_accounts(session, ctx("purge-dormant-accounts", NOW))
     assert session.get(User, user.id).purged_at == NOW
 
 
-def test_dry_run_lists_and_changes_nothing(settings, make_user, card, ctx, session, sent_tasks):
+def test_dry_run_lists_and_changes_nothing(settings, make_user, card, ctx, session, sent):
     from scheduled.runner import run_job
 
     dario = make_user(**DORMANT)
@@ -102,21 +92,21 @@ def test_dry_run_lists_and_changes_nothing(settings, make_user, card, ctx, sessi
         assert s.get(User, dario.id).purged_at is None
         assert s.scalar(select(func.count()).select_from(Card)) == 1
         assert s.scalar(select(func.count()).select_from(AuditLog)) == 0
-    assert sent_tasks == []
+    assert sent == []
     # A dry run never blocks the real run of the same slot.
     assert run_job("purge-dormant-accounts", settings, NOW, now=NOW).changed == 1
 
 
-def test_purge_user_for_the_admin_action(make_user, session, sent_tasks):
+def test_purge_user_for_the_admin_action(make_user, session, sent):
     user = make_user(stripe_customer_id="cus_x", **DORMANT)
     assert purge_user(session, user.id, "admin:7", NOW) is True
     session.commit()
-    assert sent_tasks == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_x"})]
+    assert sent == [("billing.tasks.delete_stripe_customer", {"customer_id": "cus_x"})]
     assert session.scalars(select(AuditLog.actor)).one() == "admin:7"
     assert purge_user(session, user.id, "admin:7", NOW) is False  # already purged
 
 
-def test_purge_removes_the_contents_of_the_accounts_emails(make_user, ctx, session, sent_tasks):
+def test_purge_removes_the_contents_of_the_accounts_emails(make_user, ctx, session, sent):
     from saas.core.outbox import OutboxMessage, queue_email
 
     dario = make_user(email="dario@example.com", name="Dario", **DORMANT)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from saas.core import queue
 from tests.security.fuzzing import CASES
 
 
@@ -12,14 +11,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("fuzz cases tried")
         for target, count in sorted(CASES.items()):
             terminalreporter.write_line(f"{target}: {count}")
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Celery tasks the code enqueues, captured instead of sent: [(name, kwargs)]."""
-    calls = []
-    monkeypatch.setattr(queue, "publish", lambda task, kwargs, countdown: calls.append((task.name, kwargs)))
-    return calls
 
 
 @pytest.fixture
