@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.outbox import OutboxMessage
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, wait_until
 
 
 def count(model) -> int:
@@ -170,6 +170,11 @@ def test_signup_email_travels_outbox_worker_smtp(client, celery_worker, mail):
     client.post("/signup", data={"email": "nia@example.com", "password": PASSWORD, "name": "Nia"})
     [message] = wait_for_mail(mail, 1)
     assert message["To"] == "nia@example.com" and message["Subject"] == "Welcome to Acme SaaS"
-    with session_scope() as s:
-        row = s.scalar(select(OutboxMessage))
-        assert row.status == "sent" and message["Message-ID"] == row.message_id
+
+    def sent_row():  # the worker records "sent" just after the sink has the message
+        with session_scope() as s:
+            row = s.scalar(select(OutboxMessage))
+            return row if row.status == "sent" else None
+
+    row = wait_until(sent_row, "the outbox row to be marked sent")
+    assert message["Message-ID"] == row.message_id
