@@ -23,6 +23,8 @@ DECLINE_MESSAGES = {
     "processing_error": "Your bank could not process the card just now. Try again in a few minutes.",
     "lost_card": "Your card was declined. Please use another card.",
     "stolen_card": "Your card was declined. Please use another card.",
+    "authentication_required": "Your bank asks you to authenticate this payment. Complete your bank's "
+                               "confirmation step, or use another card.",
 }
 GENERIC_DECLINE = "Your card was declined. Please use another card or contact your bank."
 
@@ -112,8 +114,22 @@ def retrieve_payment_method(payment_method_id: str) -> dict:
 
 
 def detach_payment_method(payment_method_id: str) -> dict:
-    """https://docs.stripe.com/api/payment_methods/detach"""
-    return _call(client().v1.payment_methods.detach, payment_method_id, None, _key("pm-detach", payment_method_id))
+    """https://docs.stripe.com/api/payment_methods/detach
+
+    A card no longer attached (detached in the Dashboard, or by our own call more than a day ago,
+    beyond its idempotency key) is answered 400 by Stripe: that is done, not a failure to retry.
+    """
+    try:
+        return _call(client().v1.payment_methods.detach, payment_method_id, None, _key("pm-detach", payment_method_id))
+    except NotFound:
+        raise
+    except GatewayError as exc:
+        if not isinstance(exc.__cause__, stripe.InvalidRequestError):
+            raise
+        pm = retrieve_payment_method(payment_method_id)
+        if pm.get("customer") is not None:
+            raise
+        return pm
 
 
 def create_setup_checkout_session(customer_id: str, attempt: str, success_url: str, cancel_url: str) -> dict:
