@@ -134,6 +134,30 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     return sub
 
 
+def end_subscription(session: Session, sub: Subscription, created: int) -> None:
+    """Canceled whatever events said before (its customer is gone at Stripe): MRR goes to zero."""
+    if sub.status == "canceled":
+        return
+    before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
+    at = from_ts(created) or utcnow()
+    sub.status, sub.canceled_at = "canceled", sub.canceled_at or at
+    sub.stripe_event_created = max(sub.stripe_event_created, created)
+    record_mrr_change(session, sub, before, 0, at)
+
+
+def forget_customer(session: Session, user: User, created: int) -> tuple[int, int]:
+    """The user's Stripe customer was deleted at Stripe: no customer id, no cards, every subscription
+    canceled. The numbers of cards removed and subscriptions ended."""
+    lock_account(session, user.id)
+    user.stripe_customer_id = None
+    cards = len(session.scalars(delete(Card).where(Card.user_id == user.id).returning(Card.id)).all())
+    subs = session.scalars(select(Subscription).where(Subscription.user_id == user.id,
+                                                      Subscription.status != "canceled").with_for_update()).all()
+    for sub in subs:
+        end_subscription(session, sub, created)
+    return cards, len(subs)
+
+
 def set_subscription_status(session: Session, sub: Subscription, status: str, created: int) -> None:
     """Move status on a payment outcome, unless a newer event already spoke or it is canceled."""
     if created < sub.stripe_event_created or sub.status == "canceled" or sub.status == status:
@@ -176,6 +200,7 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         "period_start": from_ts(period_start), "period_end": from_ts(period_end),
         "paid_at": from_ts((obj.get("status_transitions") or {}).get("paid_at")),
         "customer_email": obj.get("customer_email"), "customer_name": obj.get("customer_name"),
+        "hosted_invoice_url": obj.get("hosted_invoice_url"),
     }
     session.execute(
         insert(Invoice).values(user_id=user.id if user else None, subscription_id=sub.id if sub else None,
