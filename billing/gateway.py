@@ -175,3 +175,35 @@ def list_invoices(customer_id: str, limit: int = 24) -> list[dict]:
     """https://docs.stripe.com/api/invoices/list"""
     page = _call(client().v1.invoices.list, {"customer": customer_id, "limit": limit})
     return page["data"]
+
+
+def find_prices(lookup_keys: list[str]) -> list[dict]:
+    """https://docs.stripe.com/api/prices/list (active prices by lookup_key, their products expanded; at most 10 keys)"""
+    page = _call(client().v1.prices.list, {"lookup_keys": lookup_keys, "active": True, "limit": 100,
+                                           "expand": ["data.product"]})
+    return page["data"]
+
+
+def create_product(product_id: str, name: str) -> dict:
+    """https://docs.stripe.com/api/products/create (with our own id, so a second create is refused, not doubled)"""
+    return _call(client().v1.products.create, {"id": product_id, "name": name}, _key("product-create", product_id))
+
+
+def update_product(product_id: str, name: str) -> dict:
+    """https://docs.stripe.com/api/products/update"""
+    return _call(client().v1.products.update, product_id, {"name": name, "active": True},
+                 _key("product-update", product_id, name))
+
+
+def create_price(product_id: str, lookup_key: str, amount_cents: int, currency: str, interval: str,
+                 nickname: str, transfer: bool) -> dict:
+    """https://docs.stripe.com/api/prices/create (prices are immutable: a new amount is a new price, and
+    `transfer_lookup_key` moves the plan's lookup_key to it from the old one)"""
+    params: dict[str, Any] = {
+        "product": product_id, "unit_amount": amount_cents, "currency": currency,
+        "recurring": {"interval": interval}, "lookup_key": lookup_key, "nickname": nickname,
+    }
+    if transfer:
+        params["transfer_lookup_key"] = True
+    return _call(client().v1.prices.create, params,
+                 _key("price-create", lookup_key, amount_cents, currency, interval))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from billing.expiry import ExpiryWindow
 from billing.models import Card, Invoice, MrrMovement, Subscription
-from billing.plans import monthly_cents, plan_for_price
+from billing.plans import PLANS, monthly_cents, plan_for_price
 from saas.core.db import utcnow
 from saas.core.models import User
 
@@ -102,7 +102,7 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     lock_account(session, user_id)
     item = obj["items"]["data"][0]
     price = item["price"]
-    plan = plan_for_price(price["id"])
+    plan = PLANS.get(price.get("lookup_key") or "") or plan_for_price(price["id"])  # lookup_key: the plan key
     interval = (price.get("recurring") or {}).get("interval", "month")
     values = {
         "plan": plan.key if plan else price["id"][:50], "status": obj["status"],

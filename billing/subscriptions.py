@@ -1,13 +1,14 @@
 """The subscriber's billing actions: subscribe, replace the card, cancel at period end, resume."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import gateway, records
+from billing import catalog, gateway, records
 from billing.current import (
     LIVE_STATUSES,
     current_subscription,
@@ -20,6 +21,8 @@ from billing.expiry import ExpiryWindow
 from billing.models import Card, Subscription
 from billing.plans import PLANS
 from saas.core.models import User
+
+log = logging.getLogger(__name__)
 
 
 class BillingError(Exception):
@@ -93,7 +96,12 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
     if not user.stripe_customer_id or default_card(session, user.id) is None:
         raise BillingError("Add a card first, then choose a plan.")
     started = _now()
-    obj = gateway.create_subscription(user.stripe_customer_id, plan.price_id, attempt)
+    try:
+        price = catalog.find_price(plan)  # by lookup_key: the account's current price of the plan
+    except catalog.PlanUnavailable:
+        log.error("plan %s has no active price in Stripe: run `saas stripe sync-plans`", plan.key)
+        raise BillingError("That plan cannot be bought just now. Please try again later.") from None
+    obj = gateway.create_subscription(user.stripe_customer_id, price["id"], attempt)
     sub = records.upsert_subscription(session, user.id, obj, started)
     if isinstance(obj.get("latest_invoice"), dict):
         records.upsert_invoice(session, user, obj["latest_invoice"], started)

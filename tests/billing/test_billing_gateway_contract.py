@@ -66,7 +66,17 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     new_card = conforms(done["setup_intent"]["payment_method"])  # expanded, as sync_checkout_session reads it
     assert new_card["customer"] == customer["id"] and new_card["card"]["brand"] == "mastercard"
 
-    sub = conforms(call("create_subscription", customer["id"], "price_pro_monthly", attempt))
+    prices = call("find_prices", ["pro", "starter"])
+    assert {conforms(p)["lookup_key"] for p in prices} == {"pro", "starter"}
+    assert all(conforms(p["product"])["object"] == "product" for p in prices)  # expanded
+    pro = next(p for p in prices if p["lookup_key"] == "pro")
+    product = conforms(call("create_product", f"prod_contract_{attempt}", "Contract"))
+    assert conforms(call("update_product", product["id"], "Contract, renamed"))["name"] == "Contract, renamed"
+    price = conforms(call("create_price", product["id"], f"contract-{attempt}", 1200, "usd", "month", "C", False))
+    moved = conforms(call("create_price", product["id"], f"contract-{attempt}", 1300, "usd", "month", "C", True))
+    assert [p["id"] for p in gateway.find_prices([f"contract-{attempt}"])] == [moved["id"]] != [price["id"]]
+
+    sub = conforms(call("create_subscription", customer["id"], pro["id"], attempt))
     assert sub["status"] == "active"
     invoice = conforms(sub["latest_invoice"])  # expanded
     assert records.invoice_subscription_id(invoice) == sub["id"]
@@ -192,7 +202,11 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("payment_method", "type"), ("checkout.session", "customer"), ("checkout.session", "status"),
     ("checkout.session", "mode"), ("checkout.session", "url"), ("checkout.session", "setup_intent.payment_method"),
     ("checkout.session", "setup_intent.payment_method.card.last4"),
-    ("checkout.session", "setup_intent.payment_method.customer"),
+    ("checkout.session", "setup_intent.payment_method.customer"), ("checkout.session", "client_reference_id"),
+    ("checkout.session", "setup_intent"), ("setup_intent", "customer"), ("setup_intent", "last_setup_error.code"),
+    ("setup_intent", "last_setup_error.decline_code"), ("invoice", "hosted_invoice_url"),
+    ("subscription", "items.price.lookup_key"), ("price", "lookup_key"), ("price", "product.name"),
+    ("price", "product.active"), ("price", "recurring.interval_count"),
 ]
 GONE = [("subscription", "current_period_end"), ("subscription", "current_period_start"),
         ("invoice", "subscription")]
