@@ -60,6 +60,13 @@ def subscriber_message(exc: stripe.CardError) -> str:
     return DECLINE_MESSAGES.get(decline or "", GENERIC_DECLINE)
 
 
+def decline_message(error: dict | None) -> str:
+    """The same sentence for a Stripe error object (a PaymentIntent's last_payment_error, a SetupIntent's
+    last_setup_error): by decline_code, else code."""
+    error = error or {}
+    return DECLINE_MESSAGES.get(error.get("decline_code") or error.get("code") or "", GENERIC_DECLINE)
+
+
 def _call(fn, *args: Any, **kwargs: Any) -> Any:
     """Run one API call; plain dicts out, stripe-python's errors translated into ours."""
     try:
@@ -207,3 +214,20 @@ def create_price(product_id: str, lookup_key: str, amount_cents: int, currency: 
         params["transfer_lookup_key"] = True
     return _call(client().v1.prices.create, params,
                  _key("price-create", lookup_key, amount_cents, currency, interval))
+
+
+def last_payment_error(invoice_id: str) -> dict | None:
+    """https://docs.stripe.com/api/invoice-payment/list (newest first, its PaymentIntent expanded): the error
+    of the invoice's latest charge attempt, `last_payment_error` (code, decline_code, message), or None.
+
+    Since 2025-03-31.basil an invoice names neither its charge nor its PaymentIntent; an
+    invoice.payment_failed event carries `last_finalization_error` only, which is about finalizing the
+    invoice (a tax or account problem), never about the card.
+    """
+    page = _call(client().v1.invoice_payments.list,
+                 {"invoice": invoice_id, "limit": 1, "expand": ["data.payment.payment_intent"]})
+    for payment in page["data"]:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if isinstance(intent, dict):
+            return intent.get("last_payment_error")
+    return None

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from billing import progress, records
+from billing import gateway, progress, records
 from billing.expiry import ExpiryWindow
-from billing.gateway import DECLINE_MESSAGES, GENERIC_DECLINE
 from billing.models import Card, Invoice, StripeEvent, Subscription
 from billing.subscriptions import sync_checkout_session
 from saas.core.db import utcnow
@@ -91,13 +90,26 @@ def invoice_payment_failed(session: Session, event: dict[str, Any], window: Expi
     user = records.user_for_customer(session, obj.get("customer"))
     if user is None:
         return
-    invoice = records.upsert_invoice(session, user, obj, event["created"], failed=True)
+    invoice = records.upsert_invoice(session, user, obj, event["created"], failed=True,
+                                     reason=_failure_reason(obj))
     if invoice.subscription_id is not None and invoice.status != "paid":  # a late failure of a paid invoice
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("active", "trialing"):
             records.set_subscription_status(session, sub, "past_due", event["created"])
     if invoice.status == "open":
         _tell_about_payment(session, user, invoice, "billing_payment_failed")
+
+
+def _failure_reason(obj: dict[str, Any]) -> str | None:
+    """Why the charge was declined, in the subscriber's words: the invoice's latest payment's
+    `last_payment_error` (the event does not carry it). None when Stripe cannot say now (the
+    email then says only that the charge failed)."""
+    try:
+        error = gateway.last_payment_error(obj["id"])
+    except gateway.GatewayError as exc:
+        log.warning("no payment error for invoice %s: %s", obj["id"], exc)
+        return None
+    return gateway.decline_message(error) if error else None
 
 
 def _tell_about_payment(session: Session, user, invoice: Invoice, template: str) -> None:
@@ -172,8 +184,7 @@ def setup_failed(session: Session, event: dict[str, Any], window: ExpiryWindow) 
     op_id = _card_operation(session, seti.get("customer"), progress.operation_for(seti.get("id") or ""))
     if op_id is None:
         return
-    error = seti.get("last_setup_error") or {}
-    reason = DECLINE_MESSAGES.get(error.get("decline_code") or error.get("code") or "", GENERIC_DECLINE)
+    reason = gateway.decline_message(seti.get("last_setup_error"))
     progress.finish(op_id, f"Your card could not be saved. {reason}", ok=False)
 
 

@@ -187,8 +187,9 @@ def invoice_service_period(obj: dict[str, Any]) -> tuple[int | None, int | None]
 
 
 def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], created: int,
-                   failed: bool = False) -> Invoice:
-    """Mirror an invoice; status only moves forward, the first failure's time is kept for finance."""
+                   failed: bool = False, reason: str | None = None) -> Invoice:
+    """Mirror an invoice; status only moves forward, the first failure's time is kept for finance.
+    `reason`: why a failed charge was declined (the subscriber's words), when known."""
     if user is not None:
         lock_account(session, user.id)
     sub = session.scalar(select(Subscription).where(
@@ -218,6 +219,5 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         if invoice.first_failed_at is None or at < invoice.first_failed_at:
             invoice.first_failed_at = at
         if invoice.status != "paid":
-            error = (obj.get("last_finalization_error") or {}).get("message")
-            invoice.failure_reason = error or f"The charge failed (attempt {obj.get('attempt_count') or 1})."
+            invoice.failure_reason = reason or f"The charge failed (attempt {obj.get('attempt_count') or 1})."
     return invoice

@@ -501,6 +501,12 @@ def create_app(store: Store, account: Account) -> Flask:
     def get_invoice(p, invoice):
         return account.need(invoice, "invoice", "invoices")
 
+    @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)
+    def list_invoice_payments(p):
+        rows = [i for i in live("invoice_payments") if i["invoice"] == p.get("invoice", i["invoice"])
+                and i["status"] == p.get("status", i["status"])]
+        return page(rows, p, "/v1/invoice_payments", "invoice_payments", "invoice payment")
+
     @endpoint("GET /v1/events", {"type", "types"} | LIST_PARAMS)
     def list_events(p):
         if "type" in p and "types" in p:
@@ -556,7 +562,9 @@ def create_app(store: Store, account: Account) -> Flask:
             return {"object": "list", "data": [event["id"]]}
         if kind in ("invoice.payment_failed", "invoice.paid"):
             sub = _subscription_for(p)
-            return account.fail_payment(sub) if kind == "invoice.payment_failed" else account.pay(sub)
+            if kind == "invoice.payment_failed":
+                return account.fail_payment(sub, p.get("decline_code") or None)
+            return account.pay(sub)
         if kind == "subscription.renewal":
             return account.renew(_subscription_for(p))
         raise invalid("type must be payment_method.automatically_updated, invoice.payment_failed, invoice.paid or "

@@ -64,6 +64,18 @@ AUTHENTICATION_REQUIRED = ("authentication_required", "authentication_required",
                            "Your card was declined. This transaction requires authentication.")
 
 
+def decline_outcome(decline_code: str | None) -> tuple[str, str | None, str]:
+    """(code, decline_code, message) of a charge declined for `decline_code`, as its test card is declined."""
+    if decline_code == "authentication_required":
+        return AUTHENTICATION_REQUIRED
+    for card in TEST_CARDS.values():
+        if card.decline and decline_code in (card.decline[0], card.decline[1]):
+            return card.decline
+    if decline_code not in (None, "generic_decline"):
+        raise invalid(f"no test card is declined with {decline_code}", "decline_code")
+    return CHARGE_DECLINED
+
+
 def test_card(number: str) -> TestCard:
     return TEST_CARDS.get(number, TestCard())
 
@@ -567,6 +579,7 @@ class Account:
         sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
         previous = {"status": sub["status"]}
         invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        self.record_payment(invoice, sub, outcome)
         if outcome is None:
             now = int(time.time())
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
@@ -585,6 +598,49 @@ class Account:
                 sub["status"] = "past_due"
         if sub["status"] != previous["status"]:
             self.emit("customer.subscription.updated", sub, previous)
+
+    def record_payment(self, invoice: dict[str, Any], sub: dict[str, Any],
+                       outcome: tuple[str, str | None, str] | None) -> None:
+        """The invoice's PaymentIntent (one per invoice, as Stripe keeps it across retries) after this attempt,
+        with `last_payment_error` when it was declined, and the InvoicePayment that links the two (listed
+        by GET /v1/invoice_payments?invoice=…). No events: our product reads them through the invoice."""
+        now = int(time.time())
+        pi = self.store.data["payment_intents"].get(invoice.get("_payment_intent") or "")
+        if pi is None:
+            pi_id = self.store.new_id("pi")
+            pi = self.store.add(schema.complete(schema.resource("payment_intent"), {
+                "id": pi_id, "object": "payment_intent", "amount": invoice["amount_due"], "amount_capturable": 0,
+                "amount_received": 0, "capture_method": "automatic_async",
+                "client_secret": f"{pi_id}_secret_{self.store.new_id('x')[2:]}", "confirmation_method": "automatic",
+                "created": now, "currency": invoice["currency"], "customer": invoice["customer"],
+                "livemode": False, "metadata": {}, "payment_method_types": ["card"],
+                "status": "requires_payment_method",
+            }))
+            invoice["_payment_intent"] = pi_id
+            self.store.add(schema.complete(schema.resource("invoice_payment"), {
+                "id": self.store.new_id("inpay"), "object": "invoice_payment",
+                "amount_paid": None, "amount_requested": invoice["amount_due"], "created": now,
+                "currency": invoice["currency"], "invoice": invoice["id"], "is_default": True, "livemode": False,
+                "payment": {"type": "payment_intent", "payment_intent": pi_id, "charge": None,
+                            "payment_record": None},
+                "status": "open", "status_transitions": {"canceled_at": None, "paid_at": None},
+            }))
+        pm = self.default_card(sub)
+        pi["payment_method"] = pm["id"] if pm else None
+        if outcome is None:
+            pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None, next_action=None)
+            payment = next(p for p in self.store.all("invoice_payments") if p["invoice"] == invoice["id"])
+            payment.update(status="paid", amount_paid=pi["amount"])
+            payment["status_transitions"]["paid_at"] = now
+            return
+        code, decline_code, message = outcome
+        error: dict[str, Any] = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+                                 "code": code, "doc_url": "https://docs.stripe.com/error-codes/" + code.replace("_", "-"),
+                                 "message": message, "payment_method_type": "card", "type": "card_error"}
+        if decline_code:
+            error["decline_code"] = decline_code
+        pi.update(status="requires_action" if outcome == AUTHENTICATION_REQUIRED else "requires_payment_method",
+                  last_payment_error=error)
 
     def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool) -> dict[str, Any]:
         if sub["status"] == "canceled":
@@ -628,13 +684,13 @@ class Account:
         pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
         return self.store.data["payment_methods"].get(pm_id or "")
 
-    def fail_payment(self, sub: dict[str, Any]) -> dict[str, Any]:
+    def fail_payment(self, sub: dict[str, Any], decline_code: str | None = None) -> dict[str, Any]:
         """A charge fails (what a real account shows days later, on command): the open invoice's retry, or
-        the next renewal's."""
+        the next renewal's; declined as a test card with `decline_code` is (generic_decline by default)."""
         invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
         if not (invoice and invoice["status"] == "open"):
             invoice = self.renew(sub, charge=False)
-        self.attempt_payment(invoice, CHARGE_DECLINED)
+        self.attempt_payment(invoice, decline_outcome(decline_code))
         return invoice
 
     def pay(self, sub: dict[str, Any]) -> dict[str, Any]:

@@ -85,6 +85,7 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     assert conforms(call("retrieve_subscription", sub["id"]))["id"] == sub["id"]
     assert conforms(call("set_cancel_at_period_end", sub["id"], True, attempt))["cancel_at_period_end"] is True
     assert conforms(call("set_cancel_at_period_end", sub["id"], False, attempt))["cancel_at_period_end"] is False
+    assert call("last_payment_error", invoice["id"]) is None  # paid at once
     invoices = call("list_invoices", customer["id"])
     assert [conforms(i)["id"] for i in invoices] == [invoice["id"]]
 
@@ -142,10 +143,17 @@ def test_every_event_the_emulator_sent_is_stripes_event(stripe_emulator):
     gateway.set_default_payment_method(customer["id"], pm["id"])
     sub = gateway.create_subscription(customer["id"], "price_starter_monthly", attempt)
     gateway.set_cancel_at_period_end(sub["id"], True, attempt)
-    stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"])
+    failed = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"], decline_code="insufficient_funds")
+    assert gateway.last_payment_error(failed["id"])["decline_code"] == "insufficient_funds"
     stripe_emulator.trigger("invoice.paid", subscription=sub["id"])
     gateway.delete_customer(customer["id"])
     client = stripe.StripeClient(stripe_emulator.api_key, base_addresses={"api": stripe_emulator.base_url})
+    for payment in client.v1.invoice_payments.list({"invoice": failed["id"],
+                                                    "expand": ["data.payment.payment_intent"]}).data:
+        payment = payment.to_dict()
+        assert schema.problems(schema.resource("invoice_payment"), payment) == []
+        assert schema.problems(schema.resource("payment_intent"), payment["payment"]["payment_intent"]) == []
+        assert payment["status"] == "paid" and payment["payment"]["payment_intent"]["status"] == "succeeded"
     events = [e.to_dict() for e in client.v1.events.list({"limit": 100}).auto_paging_iter()]
     assert {"customer.created", "customer.updated", "customer.deleted", "payment_method.attached",
             "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
@@ -196,7 +204,7 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("invoice", "parent.subscription_details.subscription"), ("invoice", "lines.period.start"),
     ("invoice", "lines.period.end"), ("invoice", "amount_due"), ("invoice", "currency"), ("invoice", "status"),
     ("invoice", "number"), ("invoice", "status_transitions.paid_at"), ("invoice", "customer_email"),
-    ("invoice", "customer_name"), ("invoice", "attempt_count"), ("invoice", "last_finalization_error.message"),
+    ("invoice", "customer_name"), ("invoice", "attempt_count"), ("invoice_payment", "payment.payment_intent.last_payment_error.decline_code"),
     ("invoice", "customer"), ("payment_method", "card.brand"), ("payment_method", "card.last4"),
     ("payment_method", "card.exp_month"), ("payment_method", "card.exp_year"), ("payment_method", "customer"),
     ("payment_method", "type"), ("checkout.session", "customer"), ("checkout.session", "status"),
@@ -205,6 +213,7 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("checkout.session", "setup_intent.payment_method.customer"), ("checkout.session", "client_reference_id"),
     ("checkout.session", "setup_intent"), ("setup_intent", "customer"), ("setup_intent", "last_setup_error.code"),
     ("setup_intent", "last_setup_error.decline_code"), ("invoice", "hosted_invoice_url"),
+    ("invoice_payment", "payment.payment_intent.last_payment_error.code"),
     ("subscription", "items.price.lookup_key"), ("price", "lookup_key"), ("price", "product.name"),
     ("price", "product.active"), ("price", "recurring.interval_count"),
 ]

@@ -8,12 +8,14 @@ import time
 from datetime import date
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
-from billing import progress
+from billing import gateway, progress
 from billing.expiry import ExpiryWindow
 from billing.handlers import process_event
 from billing.models import Card, Invoice, MrrMovement, StripeEvent, Subscription
+from billing.webhooks import store_event
 from saas.core.db import session_scope
 from saas.core.mail import render_email
 from saas.core.models import AuditLog, User
@@ -180,3 +182,32 @@ def test_events_about_an_unknown_customer_are_stored_and_leave_no_rows(client, a
         assert s.get(StripeEvent, evt["id"]).processed_at is not None
         for model in (Invoice, Subscription, Card, MrrMovement, OutboxMessage, AuditLog):
             assert s.scalar(select(func.count()).select_from(model)) == 0, model.__name__
+
+
+def test_the_payment_failed_email_says_why_the_card_was_declined(stripe_emulator, make_user):
+    """The reason comes from the invoice's latest payment (its PaymentIntent's last_payment_error), which
+    an invoice.payment_failed event does not carry: read from Stripe, said as DECLINE_MESSAGES says it."""
+    attempt = str(time.time_ns())
+    user = make_user(email=f"reason-{attempt}@example.com")
+    customer = gateway.create_customer(user.id, user.email, "R")
+    with session_scope() as s:
+        s.get(User, user.id).stripe_customer_id = customer["id"]
+    pm = gateway.create_card_payment_method("4242424242424242", 12, TODAY.year + 3, f"reason-{attempt}")
+    gateway.attach_payment_method(pm["id"], customer["id"])
+    gateway.set_default_payment_method(customer["id"], pm["id"])
+    sub = gateway.create_subscription(customer["id"], "price_pro_monthly", attempt)
+    stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"], decline_code="insufficient_funds")
+    events = requests.get(f"{stripe_emulator.base_url}/v1/events", params={"type": "invoice.payment_failed"},
+                          headers={"Authorization": f"Bearer {stripe_emulator.api_key}"}, timeout=10).json()["data"]
+    evt = next(e for e in events if e["data"]["object"]["customer"] == customer["id"])  # as the webhook carries it
+    assert "last_payment_error" not in evt["data"]["object"]
+    with session_scope() as s:
+        store_event(s, evt)
+    with session_scope() as s:
+        process_event(s, evt["id"], ExpiryWindow(TODAY, 30))
+    with session_scope() as s:
+        assert s.scalar(select(Invoice.failure_reason).where(Invoice.stripe_invoice_id == evt["data"]["object"]["id"])) \
+            == "Your card has insufficient funds. Try another card."
+        message = s.scalar(select(OutboxMessage).where(OutboxMessage.user_id == user.id))
+        text = render_email(message.template, message.context).text
+    assert "insufficient funds" in text and "The charge failed" not in text
