@@ -10,6 +10,15 @@ import pytest
 from billing import catalog, gateway
 from billing.plans import PLANS, Plan
 from saas.cli.stripe import stripe_group
+from tests.helpers import emulator_settled, newest_emulator_event
+
+
+@pytest.fixture(autouse=True)
+def settled(stripe_emulator):
+    """The product and price events each test causes are stored before the next test starts."""
+    before = newest_emulator_event(stripe_emulator)
+    yield
+    emulator_settled(stripe_emulator, before)
 
 
 def plans(suffix: str, pro_amount: int = 2900) -> list[Plan]:

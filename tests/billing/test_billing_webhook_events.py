@@ -24,7 +24,7 @@ from tests.factories import stripe_card as card
 from tests.factories import stripe_event as event
 from tests.factories import stripe_invoice
 from tests.factories import stripe_subscription as subscription
-from tests.helpers import SECRET, signed
+from tests.helpers import SECRET, emulator_settled, newest_emulator_event, signed
 
 URL = "/billing/webhooks/stripe"
 TODAY = date(2026, 3, 10)
@@ -187,6 +187,7 @@ def test_events_about_an_unknown_customer_are_stored_and_leave_no_rows(client, a
 def test_the_payment_failed_email_says_why_the_card_was_declined(stripe_emulator, make_user):
     """The reason comes from the invoice's latest payment (its PaymentIntent's last_payment_error), which
     an invoice.payment_failed event does not carry: read from Stripe, said as DECLINE_MESSAGES says it."""
+    before = newest_emulator_event(stripe_emulator)
     attempt = str(time.time_ns())
     user = make_user(email=f"reason-{attempt}@example.com")
     customer = gateway.create_customer(user.id, user.email, "R")
@@ -211,3 +212,4 @@ def test_the_payment_failed_email_says_why_the_card_was_declined(stripe_emulator
         message = s.scalar(select(OutboxMessage).where(OutboxMessage.user_id == user.id))
         text = render_email(message.template, message.context).text
     assert "insufficient funds" in text and "The charge failed" not in text
+    emulator_settled(stripe_emulator, before)
