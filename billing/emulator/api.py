@@ -26,7 +26,7 @@ from typing import Any
 from flask import Flask, Response, g, redirect, render_template_string, request
 
 from billing.emulator import errors, schema
-from billing.emulator.checkout import AUTHENTICATE_PAGE, PAGE, read_card
+from billing.emulator.checkout import AUTHENTICATE_PAGE, INVOICE_PAGE, PAGE, read_card
 from billing.emulator.errors import ApiError, invalid, not_emulated
 from billing.emulator.objects import Account, merge_metadata, test_card
 from billing.emulator.store import Store, public
@@ -86,6 +86,7 @@ def create_app(store: Store, account: Account) -> Flask:
     @app.before_request
     def assign_request_id():
         g.request_id = store.request_id()
+        account.base_url = request.host_url.rstrip("/")
 
     @app.after_request
     def stamp(response: Response) -> Response:
@@ -642,6 +643,23 @@ def create_app(store: Store, account: Account) -> Flask:
                 store.save()
             html = render_template_string(PAGE, session=session, email=cus.get("email"), error=error, form=form)
             return html, 402 if error else 200
+
+    @app.route("/invoice/<invoice_id>", methods=["GET", "POST"])
+    def hosted_invoice(invoice_id: str):
+        """The invoice's hosted page (hosted_invoice_url): its amount and status, and for an open invoice a
+        button that confirms the payment (the test bank's authentication always succeeds here)."""
+        with store.lock:
+            invoice = store.data["invoices"].get(invoice_id)
+            if invoice is None:
+                return Response("This invoice does not exist.", 404, mimetype="text/plain")
+            if request.method == "POST" and invoice["status"] == "open":
+                account.request = {"id": g.request_id, "idempotency_key": None}
+                try:
+                    account.confirm_invoice_payment(invoice)
+                finally:
+                    account.request = {"id": None, "idempotency_key": None}
+                store.save()
+            return render_template_string(INVOICE_PAGE, invoice=invoice)
 
     @app.post("/checkout/<session_id>/authenticate")
     def checkout_authenticate(session_id: str):

@@ -107,6 +107,7 @@ class Account:
     def __init__(self, store: Store, sender: WebhookSender):
         self.store, self.sender = store, sender
         self.request: dict[str, Any] = {"id": None, "idempotency_key": None}  # the API request being served
+        self.base_url = ""  # where the emulator is reached (its hosted invoice pages), set per request
         self.place_catalog()
 
     def place_catalog(self) -> None:
@@ -547,6 +548,7 @@ class Account:
             "issuer": {"type": "self"},
             "lines": {"object": "list", "data": [line], "has_more": False, "total_count": 1,
                       "url": f"/v1/invoices/{in_id}/lines"},
+            "hosted_invoice_url": f"{self.base_url}/invoice/{in_id}" if self.base_url else None,
             "livemode": False, "metadata": {}, "number": f"EMU-{self.store.next_number('invoice'):05d}",
             "parent": {"quote_details": None, "type": "subscription_details",
                        "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"],
@@ -641,6 +643,19 @@ class Account:
             error["decline_code"] = decline_code
         pi.update(status="requires_action" if outcome == AUTHENTICATION_REQUIRED else "requires_payment_method",
                   last_payment_error=error)
+
+    def confirm_invoice_payment(self, invoice: dict[str, Any]) -> None:
+        """The subscriber confirms the payment on the hosted invoice page: a charge waiting for authentication
+        goes through; any other open invoice is charged to the default card as a retry would."""
+        pi = self.store.data["payment_intents"].get(invoice.get("_payment_intent") or "")
+        sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
+        if pi is not None and pi["status"] == "requires_action":
+            outcome = None
+        else:
+            pm = self.default_card(sub)
+            outcome = self.charge_outcome(pm) if pm else CHARGE_DECLINED
+            outcome = None if outcome == AUTHENTICATION_REQUIRED else outcome  # authenticated on this page
+        self.attempt_payment(invoice, outcome)
 
     def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool) -> dict[str, Any]:
         if sub["status"] == "canceled":

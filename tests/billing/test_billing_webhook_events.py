@@ -213,3 +213,25 @@ def test_the_payment_failed_email_says_why_the_card_was_declined(stripe_emulator
         text = render_email(message.template, message.context).text
     assert "insufficient funds" in text and "The charge failed" not in text
     emulator_settled(stripe_emulator, before)
+
+
+def test_the_emulator_serves_the_hosted_invoice_page_where_the_payment_is_confirmed(stripe_emulator, make_user):
+    before = newest_emulator_event(stripe_emulator)
+    attempt = str(time.time_ns())
+    customer = gateway.create_customer(10**9 + 7, f"hosted-{attempt}@example.com", "H")
+    pm = gateway.create_card_payment_method("4242424242424242", 12, TODAY.year + 3, f"hosted-{attempt}")
+    gateway.attach_payment_method(pm["id"], customer["id"])
+    gateway.set_default_payment_method(customer["id"], pm["id"])
+    sub = gateway.create_subscription(customer["id"], "price_pro_monthly", attempt)
+    held = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"],
+                                   decline_code="authentication_required")
+    assert held["hosted_invoice_url"] == f"{stripe_emulator.base_url}/invoice/{held['id']}"
+    assert gateway.last_payment_error(held["id"])["code"] == "authentication_required"
+    page = requests.get(held["hosted_invoice_url"], timeout=10)
+    assert page.status_code == 200 and "Confirm the payment" in page.text
+    confirmed = requests.post(held["hosted_invoice_url"], timeout=10)
+    assert '<strong id="status">paid</strong>' in confirmed.text
+    invoice = next(i for i in gateway.list_invoices(customer["id"]) if i["id"] == held["id"])
+    assert invoice["status"] == "paid" and gateway.last_payment_error(held["id"]) is None
+    assert gateway.retrieve_subscription(sub["id"])["status"] == "active"
+    emulator_settled(stripe_emulator, before)
