@@ -63,3 +63,18 @@ def card_and_subscription(session: Session, user_id: int,
                             .values(deletion_cancelled_at=None).cte("cleared"))
     row = session.execute(stmt).first()
     return (row[0], row[1]) if row else (None, None)
+
+
+def payment_to_confirm(invoices: list[Invoice]) -> Invoice | None:
+    """An open invoice whose charge the bank holds until the subscriber authenticates it (on its hosted page)."""
+    return next((i for i in invoices if i.status == "open" and i.action_required_at is not None
+                 and i.hosted_invoice_url), None)
+
+
+def payment_failed_showing(subscription: Subscription | None, invoices: list[Invoice]) -> bool:
+    """Whether to say "your last payment failed": the subscription is past_due, unless every failed invoice
+    of it we know was voided (nothing is owed any more), or one waits for the subscriber's confirmation."""
+    if subscription is None or subscription.status != "past_due" or payment_to_confirm(invoices) is not None:
+        return False
+    failed = [i for i in invoices if i.subscription_id == subscription.id and i.first_failed_at is not None]
+    return not failed or any(i.status != "void" for i in failed)

@@ -23,6 +23,8 @@ DECLINE_MESSAGES = {
     "processing_error": "Your bank could not process the card just now. Try again in a few minutes.",
     "lost_card": "Your card was declined. Please use another card.",
     "stolen_card": "Your card was declined. Please use another card.",
+    "authentication_required": "Your bank asks you to authenticate this payment. Complete your bank's "
+                               "confirmation step, or use another card.",
 }
 GENERIC_DECLINE = "Your card was declined. Please use another card or contact your bank."
 
@@ -56,6 +58,13 @@ def subscriber_message(exc: stripe.CardError) -> str:
     code = getattr(exc, "code", None)
     decline = (exc.error.decline_code if exc.error else None) or code
     return DECLINE_MESSAGES.get(decline or "", GENERIC_DECLINE)
+
+
+def decline_message(error: dict | None) -> str:
+    """The same sentence for a Stripe error object (a PaymentIntent's last_payment_error, a SetupIntent's
+    last_setup_error): by decline_code, else code."""
+    error = error or {}
+    return DECLINE_MESSAGES.get(error.get("decline_code") or error.get("code") or "", GENERIC_DECLINE)
 
 
 def _call(fn, *args: Any, **kwargs: Any) -> Any:
@@ -112,8 +121,22 @@ def retrieve_payment_method(payment_method_id: str) -> dict:
 
 
 def detach_payment_method(payment_method_id: str) -> dict:
-    """https://docs.stripe.com/api/payment_methods/detach"""
-    return _call(client().v1.payment_methods.detach, payment_method_id, None, _key("pm-detach", payment_method_id))
+    """https://docs.stripe.com/api/payment_methods/detach
+
+    A card no longer attached (detached in the Dashboard, or by our own call more than a day ago,
+    beyond its idempotency key) is answered 400 by Stripe: that is done, not a failure to retry.
+    """
+    try:
+        return _call(client().v1.payment_methods.detach, payment_method_id, None, _key("pm-detach", payment_method_id))
+    except NotFound:
+        raise
+    except GatewayError as exc:
+        if not isinstance(exc.__cause__, stripe.InvalidRequestError):
+            raise
+        pm = retrieve_payment_method(payment_method_id)
+        if pm.get("customer") is not None:
+            raise
+        return pm
 
 
 def create_setup_checkout_session(customer_id: str, attempt: str, success_url: str, cancel_url: str) -> dict:
@@ -159,3 +182,52 @@ def list_invoices(customer_id: str, limit: int = 24) -> list[dict]:
     """https://docs.stripe.com/api/invoices/list"""
     page = _call(client().v1.invoices.list, {"customer": customer_id, "limit": limit})
     return page["data"]
+
+
+def find_prices(lookup_keys: list[str]) -> list[dict]:
+    """https://docs.stripe.com/api/prices/list (active prices by lookup_key, their products expanded; at most 10 keys)"""
+    page = _call(client().v1.prices.list, {"lookup_keys": lookup_keys, "active": True, "limit": 100,
+                                           "expand": ["data.product"]})
+    return page["data"]
+
+
+def create_product(product_id: str, name: str) -> dict:
+    """https://docs.stripe.com/api/products/create (with our own id, so a second create is refused, not doubled)"""
+    return _call(client().v1.products.create, {"id": product_id, "name": name}, _key("product-create", product_id))
+
+
+def update_product(product_id: str, name: str) -> dict:
+    """https://docs.stripe.com/api/products/update"""
+    return _call(client().v1.products.update, product_id, {"name": name, "active": True},
+                 _key("product-update", product_id, name))
+
+
+def create_price(product_id: str, lookup_key: str, amount_cents: int, currency: str, interval: str,
+                 nickname: str, transfer: bool) -> dict:
+    """https://docs.stripe.com/api/prices/create (prices are immutable: a new amount is a new price, and
+    `transfer_lookup_key` moves the plan's lookup_key to it from the old one)"""
+    params: dict[str, Any] = {
+        "product": product_id, "unit_amount": amount_cents, "currency": currency,
+        "recurring": {"interval": interval}, "lookup_key": lookup_key, "nickname": nickname,
+    }
+    if transfer:
+        params["transfer_lookup_key"] = True
+    return _call(client().v1.prices.create, params,
+                 _key("price-create", lookup_key, amount_cents, currency, interval))
+
+
+def last_payment_error(invoice_id: str) -> dict | None:
+    """https://docs.stripe.com/api/invoice-payment/list (newest first, its PaymentIntent expanded): the error
+    of the invoice's latest charge attempt, `last_payment_error` (code, decline_code, message), or None.
+
+    Since 2025-03-31.basil an invoice names neither its charge nor its PaymentIntent; an
+    invoice.payment_failed event carries `last_finalization_error` only, which is about finalizing the
+    invoice (a tax or account problem), never about the card.
+    """
+    page = _call(client().v1.invoice_payments.list,
+                 {"invoice": invoice_id, "limit": 1, "expand": ["data.payment.payment_intent"]})
+    for payment in page["data"]:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if isinstance(intent, dict):
+            return intent.get("last_payment_error")
+    return None

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from billing import records
+from billing import gateway, progress, records
 from billing.expiry import ExpiryWindow
-from billing.models import Card, StripeEvent, Subscription
+from billing.models import Card, Invoice, StripeEvent, Subscription
 from billing.subscriptions import sync_checkout_session
 from saas.core.db import utcnow
+from saas.core.models import AuditLog
 from saas.core.outbox import queue_email
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ def subscription_changed(session: Session, event: dict[str, Any], window: Expiry
 def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
     """A success clears past_due."""
     obj = event["data"]["object"]
-    invoice = records.upsert_invoice(session, records.user_for_customer(session, obj.get("customer")), obj,
-                                     event["created"])
+    user = records.user_for_customer(session, obj.get("customer"))
+    if user is None:  # a customer we do not know (another product on the account): no row finance would count
+        return
+    invoice = records.upsert_invoice(session, user, obj, event["created"])
     if invoice.subscription_id is not None:
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("past_due", "incomplete", "unpaid"):
@@ -85,16 +88,104 @@ def invoice_payment_failed(session: Session, event: dict[str, Any], window: Expi
     """A failure sets past_due (the dashboard's banner) and tells the subscriber, once per invoice."""
     obj = event["data"]["object"]
     user = records.user_for_customer(session, obj.get("customer"))
-    invoice = records.upsert_invoice(session, user, obj, event["created"], failed=True)
+    if user is None:
+        return
+    invoice = records.upsert_invoice(session, user, obj, event["created"], failed=True,
+                                     reason=_failure_reason(obj))
     if invoice.subscription_id is not None and invoice.status != "paid":  # a late failure of a paid invoice
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("active", "trialing"):
             records.set_subscription_status(session, sub, "past_due", event["created"])
-    if user is not None and invoice.status != "paid":
-        queue_email(session, key=f"payment-failed:{invoice.stripe_invoice_id}", kind="payment-failed", to=user.email,
-                    template="billing_payment_failed", user_id=user.id,
-                    context={"name": user.name or user.email, "amount_cents": invoice.amount_cents,
-                             "currency": invoice.currency.upper(), "reason": invoice.failure_reason or ""})
+    if invoice.status == "open":
+        _tell_about_payment(session, user, invoice, "billing_payment_failed")
+
+
+def _failure_reason(obj: dict[str, Any]) -> str | None:
+    """Why the charge was declined, in the subscriber's words: the invoice's latest payment's
+    `last_payment_error` (the event does not carry it). None when Stripe cannot say now (the
+    email then says only that the charge failed)."""
+    try:
+        error = gateway.last_payment_error(obj["id"])
+    except gateway.GatewayError as exc:
+        log.warning("no payment error for invoice %s: %s", obj["id"], exc)
+        return None
+    return gateway.decline_message(error) if error else None
+
+
+def _tell_about_payment(session: Session, user, invoice: Invoice, template: str) -> None:
+    """One email per invoice about its failed charge: a failure, or the bank asking the subscriber to
+    confirm it (Stripe sends both events, in either order; the first decides which email goes)."""
+    queue_email(session, key=f"payment-failed:{invoice.stripe_invoice_id}", kind="payment-failed", to=user.email,
+                template=template, user_id=user.id,
+                context={"name": user.name or user.email, "amount_cents": invoice.amount_cents,
+                         "currency": invoice.currency.upper(), "reason": invoice.failure_reason or "",
+                         "confirm_url": invoice.hosted_invoice_url or ""})
+
+
+def invoice_action_required(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
+    """The bank asks the subscriber to authenticate the charge (3D Secure): a banner and one email, both
+    with the invoice's hosted page, where they confirm it."""
+    obj = event["data"]["object"]
+    user = records.user_for_customer(session, obj.get("customer"))
+    if user is None:
+        return
+    invoice = records.upsert_invoice(session, user, obj, event["created"])
+    if invoice.status != "open":
+        return
+    if invoice.action_required_at is None:
+        invoice.action_required_at = records.from_ts(event["created"]) or utcnow()
+    if invoice.hosted_invoice_url:
+        _tell_about_payment(session, user, invoice, "billing_payment_action_required")
+
+
+def invoice_settled(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
+    """voided / marked_uncollectible: the invoice row follows (its status only moves forward)."""
+    obj = event["data"]["object"]
+    user = records.user_for_customer(session, obj.get("customer"))
+    if user is not None:
+        records.upsert_invoice(session, user, obj, event["created"])
+
+
+def customer_deleted(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
+    """A customer deleted at Stripe (its Dashboard, say): the account keeps no customer id, no cards,
+    no live subscription; audited. (Our own deletion of a purged account's customer ends here too.)"""
+    customer = event["data"]["object"]
+    user = records.user_for_customer(session, customer.get("id"))
+    if user is None:
+        return
+    cards, subscriptions = records.forget_customer(session, user, event["created"])
+    session.add(AuditLog(actor="stripe:webhook", action="stripe.customer_deleted", subject_type="user",
+                         subject_id=str(user.id), details={"customer": customer["id"], "event": event["id"],
+                                                          "cards_removed": cards,
+                                                          "subscriptions_canceled": subscriptions}))
+
+
+def _card_operation(session: Session, customer_id: str | None, op_id: str | None) -> str | None:
+    """The waiting card-update operation `op_id`, if it is one and belongs to the customer's user."""
+    user = records.user_for_customer(session, customer_id)
+    state = progress.get_state(op_id) if op_id and user is not None else None
+    if state is None or user is None or state.get("kind") != "card" or state.get("user_id") != user.id:
+        return None
+    return op_id
+
+
+def checkout_expired(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
+    """The card form expired unused: its operation (the session's client_reference_id) says so."""
+    checkout = event["data"]["object"]
+    op_id = _card_operation(session, checkout.get("customer"), checkout.get("client_reference_id"))
+    if checkout.get("mode") == "setup" and op_id is not None:
+        progress.finish(op_id, "The card form expired before a card was saved, so your card is unchanged. "
+                               "Please start again.", ok=False)
+
+
+def setup_failed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
+    """The card entered in the form could not be saved: its operation says why, in the subscriber's words."""
+    seti = event["data"]["object"]
+    op_id = _card_operation(session, seti.get("customer"), progress.operation_for(seti.get("id") or ""))
+    if op_id is None:
+        return
+    reason = gateway.decline_message(seti.get("last_setup_error"))
+    progress.finish(op_id, f"Your card could not be saved. {reason}", ok=False)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -108,8 +199,16 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": subscription_changed,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
+    "customer.subscription.paused": subscription_changed,
+    "customer.subscription.resumed": subscription_changed,
+    "customer.deleted": customer_deleted,
+    "checkout.session.expired": checkout_expired,
+    "setup_intent.setup_failed": setup_failed,
     "invoice.paid": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,
+    "invoice.payment_action_required": invoice_action_required,
+    "invoice.marked_uncollectible": invoice_settled,
+    "invoice.voided": invoice_settled,
 }
 
 

@@ -121,6 +121,8 @@ class Invoice(Base):
     paid_at: Mapped[datetime | None]
     first_failed_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    hosted_invoice_url: Mapped[str | None] = mapped_column(Text)  # where the subscriber pays or confirms it
+    action_required_at: Mapped[datetime | None]  # the bank asked the subscriber to authenticate the payment
     customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -30,3 +30,13 @@ def finish(op_id: str, message: str, next_url: str | None = None, ok: bool = Tru
 def get_state(op_id: str) -> dict[str, Any] | None:
     raw = redis_client.get().get(f"billing:op:{op_id}")
     return json.loads(raw) if raw else None  # type: ignore[arg-type]  # a sync client: bytes
+
+
+def link(op_id: str, ref: str) -> None:
+    """Remember that Stripe object `ref` (a Checkout session's SetupIntent) belongs to operation `op_id`."""
+    redis_client.get().set(f"billing:op-for:{ref}", op_id, ex=TTL)
+
+
+def operation_for(ref: str) -> str | None:
+    raw = redis_client.get().get(f"billing:op-for:{ref}") if ref else None
+    return raw.decode() if isinstance(raw, bytes) else raw  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from billing.expiry import ExpiryWindow
 from billing.models import Card, Invoice, MrrMovement, Subscription
-from billing.plans import monthly_cents, plan_for_price
+from billing.plans import PLANS, monthly_cents, plan_for_price
 from saas.core.db import utcnow
 from saas.core.models import User
 
@@ -102,7 +102,7 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     lock_account(session, user_id)
     item = obj["items"]["data"][0]
     price = item["price"]
-    plan = plan_for_price(price["id"])
+    plan = PLANS.get(price.get("lookup_key") or "") or plan_for_price(price["id"])  # lookup_key: the plan key
     interval = (price.get("recurring") or {}).get("interval", "month")
     values = {
         "plan": plan.key if plan else price["id"][:50], "status": obj["status"],
@@ -134,6 +134,30 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     return sub
 
 
+def end_subscription(session: Session, sub: Subscription, created: int) -> None:
+    """Canceled whatever events said before (its customer is gone at Stripe): MRR goes to zero."""
+    if sub.status == "canceled":
+        return
+    before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
+    at = from_ts(created) or utcnow()
+    sub.status, sub.canceled_at = "canceled", sub.canceled_at or at
+    sub.stripe_event_created = max(sub.stripe_event_created, created)
+    record_mrr_change(session, sub, before, 0, at)
+
+
+def forget_customer(session: Session, user: User, created: int) -> tuple[int, int]:
+    """The user's Stripe customer was deleted at Stripe: no customer id, no cards, every subscription
+    canceled. The numbers of cards removed and subscriptions ended."""
+    lock_account(session, user.id)
+    user.stripe_customer_id = None
+    cards = len(session.scalars(delete(Card).where(Card.user_id == user.id).returning(Card.id)).all())
+    subs = session.scalars(select(Subscription).where(Subscription.user_id == user.id,
+                                                      Subscription.status != "canceled").with_for_update()).all()
+    for sub in subs:
+        end_subscription(session, sub, created)
+    return cards, len(subs)
+
+
 def set_subscription_status(session: Session, sub: Subscription, status: str, created: int) -> None:
     """Move status on a payment outcome, unless a newer event already spoke or it is canceled."""
     if created < sub.stripe_event_created or sub.status == "canceled" or sub.status == status:
@@ -163,8 +187,9 @@ def invoice_service_period(obj: dict[str, Any]) -> tuple[int | None, int | None]
 
 
 def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], created: int,
-                   failed: bool = False) -> Invoice:
-    """Mirror an invoice; status only moves forward, the first failure's time is kept for finance."""
+                   failed: bool = False, reason: str | None = None) -> Invoice:
+    """Mirror an invoice; status only moves forward, the first failure's time is kept for finance.
+    `reason`: why a failed charge was declined (the subscriber's words), when known."""
     if user is not None:
         lock_account(session, user.id)
     sub = session.scalar(select(Subscription).where(
@@ -176,6 +201,7 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         "period_start": from_ts(period_start), "period_end": from_ts(period_end),
         "paid_at": from_ts((obj.get("status_transitions") or {}).get("paid_at")),
         "customer_email": obj.get("customer_email"), "customer_name": obj.get("customer_name"),
+        "hosted_invoice_url": obj.get("hosted_invoice_url"),
     }
     session.execute(
         insert(Invoice).values(user_id=user.id if user else None, subscription_id=sub.id if sub else None,
@@ -193,6 +219,5 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         if invoice.first_failed_at is None or at < invoice.first_failed_at:
             invoice.first_failed_at = at
         if invoice.status != "paid":
-            error = (obj.get("last_finalization_error") or {}).get("message")
-            invoice.failure_reason = error or f"The charge failed (attempt {obj.get('attempt_count') or 1})."
+            invoice.failure_reason = reason or f"The charge failed (attempt {obj.get('attempt_count') or 1})."
     return invoice

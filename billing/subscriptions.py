@@ -1,18 +1,28 @@
 """The subscriber's billing actions: subscribe, replace the card, cancel at period end, resume."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import gateway, records
-from billing.current import LIVE_STATUSES, current_subscription, default_card, recent_invoices
+from billing import catalog, gateway, records
+from billing.current import (
+    LIVE_STATUSES,
+    current_subscription,
+    default_card,
+    payment_failed_showing,
+    payment_to_confirm,
+    recent_invoices,
+)
 from billing.expiry import ExpiryWindow
 from billing.models import Card, Subscription
 from billing.plans import PLANS
 from saas.core.models import User
+
+log = logging.getLogger(__name__)
 
 
 class BillingError(Exception):
@@ -26,8 +36,10 @@ def _now() -> int:
 
 def overview(session: Session, user_id: int) -> dict[str, Any]:
     """What the billing page shows: plan catalog, subscription, card, recent invoices."""
-    return {"plans": list(PLANS.values()), "subscription": current_subscription(session, user_id),
-            "card": default_card(session, user_id), "invoices": recent_invoices(session, user_id)}
+    subscription, invoices = current_subscription(session, user_id), recent_invoices(session, user_id)
+    return {"plans": list(PLANS.values()), "subscription": subscription, "card": default_card(session, user_id),
+            "invoices": invoices, "payment_to_confirm": payment_to_confirm(invoices),
+            "payment_failed": payment_failed_showing(subscription, invoices)}
 
 
 def ensure_customer(session: Session, user: User) -> str:
@@ -38,10 +50,10 @@ def ensure_customer(session: Session, user: User) -> str:
     return user.stripe_customer_id
 
 
-def start_card_update(session: Session, user: User, attempt: str, success_url: str, cancel_url: str) -> str:
-    """A Checkout (setup mode) URL where the subscriber enters the new card."""
+def start_card_update(session: Session, user: User, attempt: str, success_url: str, cancel_url: str) -> dict[str, Any]:
+    """A Checkout session (setup mode) whose `url` is where the subscriber enters the new card."""
     customer_id = ensure_customer(session, user)
-    return gateway.create_setup_checkout_session(customer_id, attempt, success_url, cancel_url)["url"]
+    return gateway.create_setup_checkout_session(customer_id, attempt, success_url, cancel_url)
 
 
 def sync_checkout_session(session: Session, user: User, checkout_id: str, window: ExpiryWindow) -> Card | None:
@@ -79,12 +91,17 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
     if plan is None:
         raise BillingError("That plan does not exist.")
     live = current_subscription(session, user.id)
-    if live is not None and live.status in LIVE_STATUSES:
+    if live is not None and live.status in (*LIVE_STATUSES, "paused"):
         raise BillingError("You already have a subscription.")
     if not user.stripe_customer_id or default_card(session, user.id) is None:
         raise BillingError("Add a card first, then choose a plan.")
     started = _now()
-    obj = gateway.create_subscription(user.stripe_customer_id, plan.price_id, attempt)
+    try:
+        price = catalog.find_price(plan)  # by lookup_key: the account's current price of the plan
+    except catalog.PlanUnavailable:
+        log.error("plan %s has no active price in Stripe: run `saas stripe sync-plans`", plan.key)
+        raise BillingError("That plan cannot be bought just now. Please try again later.") from None
+    obj = gateway.create_subscription(user.stripe_customer_id, price["id"], attempt)
     sub = records.upsert_subscription(session, user.id, obj, started)
     if isinstance(obj.get("latest_invoice"), dict):
         records.upsert_invoice(session, user, obj["latest_invoice"], started)

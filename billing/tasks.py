@@ -63,10 +63,17 @@ def _operate(task, op_id: str, user_id: int, action: Callable[[Any, Any], Any],
 
 @app.task(name="billing.tasks.start_card_update", bind=True, max_retries=3)
 def start_card_update(self, user_id: int, op_id: str, success_url: str, cancel_url: str) -> None:
-    """Open a Checkout session for a new card; the waiting page then sends the subscriber there."""
+    """Open a Checkout session for a new card; the waiting page then sends the subscriber there. Its
+    SetupIntent is linked to the operation, so a card refused in the form (setup_intent.setup_failed) is
+    told on this operation's page."""
+
+    def done(checkout: dict) -> tuple[str, str]:
+        if isinstance(checkout.get("setup_intent"), str):
+            progress.link(op_id, checkout["setup_intent"])
+        return "Opening the secure card form…", checkout["url"]
+
     _operate(self, op_id, user_id,
-             lambda s, u: subscriptions.start_card_update(s, u, op_id, success_url, cancel_url),
-             lambda url: ("Opening the secure card form…", url))
+             lambda s, u: subscriptions.start_card_update(s, u, op_id, success_url, cancel_url), done)
 
 
 @app.task(name="billing.tasks.sync_card", bind=True, max_retries=3)

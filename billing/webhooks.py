@@ -9,7 +9,7 @@ import stripe
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.models import StripeEvent
+from billing.models import Card, Invoice, StripeEvent, Subscription
 
 TOLERANCE = 300  # seconds, both ways: Stripe's library only refuses old timestamps
 
@@ -53,25 +53,90 @@ def verify(payload: bytes, header: str | None, secrets: tuple[str, ...], now: fl
         raise WebhookRejected("signature does not match any configured webhook secret")
     try:
         event = json.loads(text)
-    except ValueError:  # signed, but not JSON
+    except (ValueError, RecursionError):  # signed, but not JSON
         raise WebhookRejected("body is not a JSON Stripe event") from None
     if not isinstance(event, dict) or not all(isinstance(event.get(k), t) and not isinstance(event.get(k), bool)
                                                for k, t in (("id", str), ("type", str), ("created", int),
                                                             ("data", dict))):
         raise WebhookRejected("body is not a Stripe event (id, type, created, data)")
-    if _has_nul(event):  # PostgreSQL cannot store U+0000 in JSONB
-        raise WebhookRejected("body contains a NUL character")
+    try:
+        problem = _unstorable(event, "")
+    except RecursionError:
+        problem = "body is nested too deeply"
+    if problem is None:
+        problem = _too_long(event)
+    if problem is not None:
+        raise WebhookRejected(problem)
     return event
 
 
-def _has_nul(value: Any) -> bool:
+BIGINT = 2**63 - 1
+
+
+def _unstorable(value: Any, path: str) -> str | None:
+    """Why the value cannot be stored (JSONB) or mirrored (BIGINT columns), or None: a NUL, an unpaired
+    surrogate (`"\\ud800"` parses, but is no text PostgreSQL can store), a whole number beyond a
+    64-bit integer, a number that is not finite."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return f"body contains a NUL character ({path or 'top level'})"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"body contains an unpaired surrogate ({path or 'top level'})"
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return f"{path} is out of range" if not -BIGINT - 1 <= value <= BIGINT else None
+    if isinstance(value, float):
+        return f"{path} is out of range" if value != value or value in (float("inf"), float("-inf")) else None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        for key, item in value.items():
+            problem = _unstorable(key, path) or _unstorable(item, f"{path}.{key}" if path else key)
+            if problem:
+                return problem
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        for index, item in enumerate(value):
+            problem = _unstorable(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def _limit(column: Any) -> int:
+    return column.type.length
+
+
+# The fields we copy into columns of a limited length, per object: (path in the object, column).
+FITTED: dict[str, list[tuple[str, Any]]] = {
+    "invoice": [("id", Invoice.stripe_invoice_id), ("number", Invoice.number), ("currency", Invoice.currency),
+                ("status", Invoice.status), ("customer_email", Invoice.customer_email),
+                ("customer_name", Invoice.customer_name)],
+    "subscription": [("id", Subscription.stripe_subscription_id), ("status", Subscription.status),
+                     ("currency", Subscription.currency)],
+    "payment_method": [("id", Card.stripe_payment_method_id), ("card.brand", Card.brand),
+                       ("card.last4", Card.last4)],
+}
+
+
+def _too_long(event: dict[str, Any]) -> str | None:
+    """The first field too long for the column that keeps it, said as `field exceeds N characters`."""
+    for name, column in (("id", StripeEvent.id), ("type", StripeEvent.type)):
+        if len(event[name]) > _limit(column):
+            return f"{name} exceeds {_limit(column)} characters"
+    obj = event["data"].get("object")
+    if not isinstance(obj, dict):
+        return None
+    for path, column in FITTED.get(obj.get("object") or "", []):
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and len(value) > _limit(column):
+            return f"data.object.{path} exceeds {_limit(column)} characters"
+        if value is not None and not isinstance(value, str):
+            return f"data.object.{path} is not a string"
+    return None
 
 
 def store_event(session: Session, event: dict[str, Any]) -> bool:

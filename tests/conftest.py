@@ -36,6 +36,9 @@ def services():
         DEV_MAILDIR=str(sink.maildir_path), APP_URL="http://127.0.0.1:5000",
         SECRET_KEY=SECRET_KEY, FINANCE_EMAILS="finance@example.com",
         ADMIN_EMAILS="admin@example.com",
+        # Nothing listens there: a test that reaches Stripe before the emulator fixture is up fails fast
+        # (a webhook handler then does without what it asked), never calls Stripe itself.
+        STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}",
     )
     from saas.core import runtime
     from saas.core.db import reset_engines

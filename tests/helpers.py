@@ -5,7 +5,12 @@ import json
 import time
 from datetime import UTC, datetime
 
+import requests
 import stripe
+from sqlalchemy import exists, select
+
+from billing.models import StripeEvent
+from saas.core.db import session_scope
 
 PASSWORD = "correct-horse-42"  # every user tests.factories.user() makes
 SECRET_KEY = "test-secret-key-0123456789"  # the suite's SECRET_KEY (tests/conftest.py sets it)
@@ -32,3 +37,24 @@ def wait_until(check, what: str, timeout: float = 30.0):
             return result
         time.sleep(0.2)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+def newest_emulator_event(emulator) -> str | None:
+    events = requests.get(f"{emulator.base_url}/v1/events", params={"limit": 1}, timeout=10,
+                          headers={"Authorization": f"Bearer {emulator.api_key}"}).json()["data"]
+    return events[0]["id"] if events else None
+
+
+def emulator_settled(emulator, before: str | None) -> None:
+    """Wait until the webhooks the emulator sent since event `before` (newest_emulator_event at the test's
+    start) have reached the suite's web server and are stored: it sends them in order, from a thread, and
+    one arriving late would land in the next test's empty tables."""
+    newest = newest_emulator_event(emulator)
+    if newest is None or newest == before:
+        return
+
+    def stored() -> bool:
+        with session_scope() as s:
+            return bool(s.scalar(select(exists().where(StripeEvent.id == newest))))
+
+    wait_until(stored, f"the emulator's webhook {newest}")

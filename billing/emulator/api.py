@@ -26,9 +26,9 @@ from typing import Any
 from flask import Flask, Response, g, redirect, render_template_string, request
 
 from billing.emulator import errors, schema
-from billing.emulator.checkout import AUTHENTICATE_PAGE, PAGE, read_card
+from billing.emulator.checkout import AUTHENTICATE_PAGE, INVOICE_PAGE, PAGE, read_card
 from billing.emulator.errors import ApiError, invalid, not_emulated
-from billing.emulator.objects import Account, merge_metadata, plan_for, test_card
+from billing.emulator.objects import Account, merge_metadata, test_card
 from billing.emulator.store import Store, public
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def create_app(store: Store, account: Account) -> Flask:
     @app.before_request
     def assign_request_id():
         g.request_id = store.request_id()
+        account.base_url = request.host_url.rstrip("/")
 
     @app.after_request
     def stamp(response: Response) -> Response:
@@ -374,6 +375,44 @@ def create_app(store: Store, account: Account) -> Flask:
     def get_setup_intent(p, intent):
         return account.need(intent, "setupintent", "setup_intents")
 
+    # Products and prices --------------------------------------------------------------------------
+    @endpoint("POST /v1/products", {"id", "name", "active", "description", "metadata", "expand"})
+    def create_product(p):
+        if not p.get("name"):  # "name: The product's name, meant to be displayable to the customer."
+            raise errors.missing_parameter("name")
+        return account.create_product(p)
+
+    @endpoint("GET /v1/products", {"active"} | LIST_PARAMS)
+    def list_products(p):
+        rows = [o for o in live("products") if "active" not in p or o["active"] == p["active"]]
+        return page(rows, p, "/v1/products", "products", "product")
+
+    @endpoint("POST /v1/products/{id}", {"name", "active", "description", "metadata", "expand"})
+    def update_product(p, id):  # noqa: A002  (the path's own name)
+        return account.update_product(account.need(id, "product", "products"), p)
+
+    @endpoint("POST /v1/prices", {"currency", "unit_amount", "product", "recurring.interval",
+                                  "recurring.interval_count", "lookup_key", "transfer_lookup_key", "nickname",
+                                  "metadata", "active", "expand"})
+    def create_price(p):
+        if not p.get("currency"):  # "currency: Three-letter ISO currency code"
+            raise errors.missing_parameter("currency")
+        if not p.get("product"):  # "product: The ID of the Product that this Price will belong to." (or product_data)
+            raise errors.missing_parameter("product")
+        if "unit_amount" not in p:  # one of unit_amount, unit_amount_decimal, custom_unit_amount (per_unit)
+            raise errors.missing_parameter("unit_amount")
+        return account.create_price(p)
+
+    @endpoint("GET /v1/prices", {"active", "product", "lookup_keys", "type"} | LIST_PARAMS)
+    def list_prices(p):
+        keys = p.get("lookup_keys")
+        if keys is not None and len(keys) > 10:
+            raise invalid("You may pass at most 10 lookup keys.", "lookup_keys")
+        rows = [o for o in live("prices") if ("active" not in p or o["active"] == p["active"])
+                and o["product"] == p.get("product", o["product"]) and o["type"] == p.get("type", o["type"])
+                and (keys is None or o["lookup_key"] in keys)]
+        return page(rows, p, "/v1/prices", "prices", "price")
+
     # Subscriptions --------------------------------------------------------------------------------
     def subscription(sub_id: str) -> dict[str, Any]:
         return account.need(sub_id, "subscription", "subscriptions")
@@ -391,7 +430,7 @@ def create_app(store: Store, account: Account) -> Flask:
         if not item.get("price"):
             raise errors.missing_parameter("items[0][price]")
         cus = customer(p["customer"], "customer")
-        plan = plan_for(item["price"])
+        plan = account.catalog_plan(item["price"])
         if plan is None:
             raise errors.missing(item["price"], "price", "items[0][price]", 400)
         behavior = p.get("payment_behavior", "allow_incomplete")
@@ -463,6 +502,12 @@ def create_app(store: Store, account: Account) -> Flask:
     def get_invoice(p, invoice):
         return account.need(invoice, "invoice", "invoices")
 
+    @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)
+    def list_invoice_payments(p):
+        rows = [i for i in live("invoice_payments") if i["invoice"] == p.get("invoice", i["invoice"])
+                and i["status"] == p.get("status", i["status"])]
+        return page(rows, p, "/v1/invoice_payments", "invoice_payments", "invoice payment")
+
     @endpoint("GET /v1/events", {"type", "types"} | LIST_PARAMS)
     def list_events(p):
         if "type" in p and "types" in p:
@@ -518,7 +563,9 @@ def create_app(store: Store, account: Account) -> Flask:
             return {"object": "list", "data": [event["id"]]}
         if kind in ("invoice.payment_failed", "invoice.paid"):
             sub = _subscription_for(p)
-            return account.fail_payment(sub) if kind == "invoice.payment_failed" else account.pay(sub)
+            if kind == "invoice.payment_failed":
+                return account.fail_payment(sub, p.get("decline_code") or None)
+            return account.pay(sub)
         if kind == "subscription.renewal":
             return account.renew(_subscription_for(p))
         raise invalid("type must be payment_method.automatically_updated, invoice.payment_failed, invoice.paid or "
@@ -596,6 +643,23 @@ def create_app(store: Store, account: Account) -> Flask:
                 store.save()
             html = render_template_string(PAGE, session=session, email=cus.get("email"), error=error, form=form)
             return html, 402 if error else 200
+
+    @app.route("/invoice/<invoice_id>", methods=["GET", "POST"])
+    def hosted_invoice(invoice_id: str):
+        """The invoice's hosted page (hosted_invoice_url): its amount and status, and for an open invoice a
+        button that confirms the payment (the test bank's authentication always succeeds here)."""
+        with store.lock:
+            invoice = store.data["invoices"].get(invoice_id)
+            if invoice is None:
+                return Response("This invoice does not exist.", 404, mimetype="text/plain")
+            if request.method == "POST" and invoice["status"] == "open":
+                account.request = {"id": g.request_id, "idempotency_key": None}
+                try:
+                    account.confirm_invoice_payment(invoice)
+                finally:
+                    account.request = {"id": None, "idempotency_key": None}
+                store.save()
+            return render_template_string(INVOICE_PAGE, invoice=invoice)
 
     @app.post("/checkout/<session_id>/authenticate")
     def checkout_authenticate(session_id: str):

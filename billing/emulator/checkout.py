@@ -82,3 +82,16 @@ def read_card(form, today: date | None = None) -> tuple[str, int, int]:
     if not re.fullmatch(r"\d{3,4}", form.get("cvc", "").strip()):
         raise ValueError("Your card's security code is incomplete.")
     return number, month, year
+
+
+INVOICE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Invoice {{ invoice.number }}</title></head>
+<body>
+<h1>Invoice {{ invoice.number }}</h1>
+<p>{{ "%.2f"|format(invoice.amount_due / 100) }} {{ invoice.currency|upper }} · <strong id="status">{{ invoice.status }}</strong></p>
+{% if invoice.status == "open" %}
+<form method="post"><p>Your bank asks you to confirm this payment (test mode: it always succeeds).</p>
+<button type="submit">Confirm the payment</button></form>
+{% endif %}
+</body></html>
+"""

@@ -28,7 +28,7 @@ from billing.emulator.checkout import luhn_ok
 from billing.emulator.errors import ApiError, card_error, invalid, missing
 from billing.emulator.sender import WebhookSender
 from billing.emulator.store import Store, public
-from billing.plans import PLANS
+from billing.plans import PLANS, Plan
 
 log = logging.getLogger(__name__)
 API_VERSION = schema.api_version()
@@ -64,6 +64,18 @@ AUTHENTICATION_REQUIRED = ("authentication_required", "authentication_required",
                            "Your card was declined. This transaction requires authentication.")
 
 
+def decline_outcome(decline_code: str | None) -> tuple[str, str | None, str]:
+    """(code, decline_code, message) of a charge declined for `decline_code`, as its test card is declined."""
+    if decline_code == "authentication_required":
+        return AUTHENTICATION_REQUIRED
+    for card in TEST_CARDS.values():
+        if card.decline and decline_code in (card.decline[0], card.decline[1]):
+            return card.decline
+    if decline_code not in (None, "generic_decline"):
+        raise invalid(f"no test card is declined with {decline_code}", "decline_code")
+    return CHARGE_DECLINED
+
+
 def test_card(number: str) -> TestCard:
     return TEST_CARDS.get(number, TestCard())
 
@@ -89,16 +101,26 @@ def card_brand(number: str) -> str:
     return "unknown"
 
 
-def plan_for(price_id: str):
-    return next((p for p in PLANS.values() if p.price_id == price_id), None)
-
-
 class Account:
     """The emulated account: each operation updates the store and emits events like Stripe."""
 
     def __init__(self, store: Store, sender: WebhookSender):
         self.store, self.sender = store, sender
         self.request: dict[str, Any] = {"id": None, "idempotency_key": None}  # the API request being served
+        self.base_url = ""  # where the emulator is reached (its hosted invoice pages), set per request
+        self.place_catalog()
+
+    def place_catalog(self) -> None:
+        """The catalog's products and prices (billing/plans.py, each price with its plan key as lookup_key),
+        as `saas stripe sync-plans` leaves a real account; placed without events, once."""
+        now = int(time.time())
+        for plan in PLANS.values():
+            prod_id = f"prod_{plan.key.replace('-', '_')}"
+            if prod_id not in self.store.data["products"]:
+                self.store.add(self.product({"id": prod_id, "name": plan.name}, now))
+            if plan.price_id not in self.store.data["prices"]:
+                taken = any(p["lookup_key"] == plan.key for p in self.store.all("prices"))
+                self.store.add(self.price(plan, now, prod_id, None if taken else plan.key))
 
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record and send an event about `obj`, refusing (500) to send one Stripe would not."""
@@ -307,24 +329,99 @@ class Account:
         self.emit("checkout.session.expired", session)
         return session
 
+    # Products and prices ------------------------------------------------------------------------
+    def product(self, fields: dict[str, Any], created: int) -> dict[str, Any]:
+        return schema.complete(schema.resource("product"), {
+            "id": fields.get("id") or self.store.new_id("prod"), "object": "product",
+            "active": fields.get("active", True), "created": created, "description": fields.get("description"),
+            "images": [], "livemode": False, "marketing_features": [],
+            "metadata": {k: v for k, v in (fields.get("metadata") or {}).items() if v}, "name": fields["name"],
+            "type": "service", "updated": created,
+        })
+
+    def create_product(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if fields.get("id") and fields["id"] in self.store.data["products"]:
+            raise invalid(f"Product already exists: {fields['id']}", "id", "resource_already_exists")
+        product = self.store.add(self.product(fields, int(time.time())))
+        self.emit("product.created", product)
+        return product
+
+    def update_product(self, product: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        previous: dict[str, Any] = {}
+        for name in ("name", "description", "active"):
+            if name in fields and fields[name] != product[name]:
+                previous[name] = product[name]
+                product[name] = fields[name]
+        if "metadata" in fields:
+            before = dict(product["metadata"])
+            product["metadata"] = merge_metadata(product["metadata"], fields["metadata"])
+            if product["metadata"] != before:
+                previous["metadata"] = before
+        if previous:
+            product["updated"] = int(time.time())
+            self.emit("product.updated", product, previous)
+        return product
+
+    def create_price(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A recurring or one-time per-unit price; a lookup_key held by another price is refused unless
+        `transfer_lookup_key` moves it here (that price then has none: price.updated)."""
+        product = self.need(fields["product"], "product", "products", "product")
+        key = fields.get("lookup_key")
+        holder = next((p for p in self.store.all("prices") if key and p["lookup_key"] == key), None)
+        if holder is not None and not fields.get("transfer_lookup_key"):
+            raise invalid(f"A price (`{holder['id']}`) already uses that lookup key.", "lookup_key")
+        recurring = fields.get("recurring")
+        amount = fields["unit_amount"]
+        price = schema.complete(schema.resource("price"), {
+            "id": self.store.new_id("price"), "object": "price", "active": fields.get("active", True),
+            "billing_scheme": "per_unit", "created": int(time.time()), "currency": fields["currency"],
+            "livemode": False, "lookup_key": key, "metadata": {k: v for k, v in (fields.get("metadata") or {}).items()
+                                                               if v},
+            "nickname": fields.get("nickname"), "product": product["id"],
+            "recurring": {"interval": recurring["interval"], "interval_count": recurring.get("interval_count", 1),
+                          "meter": None, "trial_period_days": None, "usage_type": "licensed"} if recurring else None,
+            "tax_behavior": "unspecified", "type": "recurring" if recurring else "one_time", "unit_amount": amount,
+            "unit_amount_decimal": str(amount),
+        })
+        if holder is not None:
+            holder["lookup_key"] = None
+            self.emit("price.updated", holder, {"lookup_key": key})
+        self.store.add(price)
+        self.emit("price.created", price)
+        return price
+
+    def catalog_plan(self, price_id: str) -> Plan | None:
+        """The plan a subscription to this price buys: an active, recurring, monthly or yearly price."""
+        price = self.store.data["prices"].get(price_id or "")
+        if price is None or not price["active"] or not price["recurring"] \
+                or price["recurring"]["interval"] not in ("month", "year") or price["recurring"]["interval_count"] != 1:
+            return None
+        product = self.store.data["products"][price["product"]]
+        return Plan(price["lookup_key"] or price["id"], price["nickname"] or product["name"], price["id"],
+                    price["unit_amount"], price["currency"], price["recurring"]["interval"])
+
     # Subscriptions and invoices -----------------------------------------------------------------
-    def price(self, plan: Any, created: int) -> dict[str, Any]:
+    def price(self, plan: Plan, created: int, product: str | None = None,
+              lookup_key: str | None = None) -> dict[str, Any]:
+        """The stored price of a plan (a new one: `product` and `lookup_key` given)."""
+        if product is None:
+            return public(self.store.data["prices"][plan.price_id])
         return schema.complete(schema.resource("price"), {
             "id": plan.price_id, "object": "price", "active": True, "billing_scheme": "per_unit", "created": created,
-            "currency": plan.currency, "livemode": False, "metadata": {}, "nickname": plan.name,
-            "product": f"prod_{plan.key.replace('-', '_')}",
+            "currency": plan.currency, "livemode": False, "lookup_key": lookup_key, "metadata": {},
+            "nickname": plan.name, "product": product,
             "recurring": {"interval": plan.interval, "interval_count": 1, "meter": None, "trial_period_days": None,
                           "usage_type": "licensed"},
             "tax_behavior": "unspecified", "type": "recurring", "unit_amount": plan.amount_cents,
             "unit_amount_decimal": str(plan.amount_cents),
         })
 
-    def plan_object(self, plan: Any, created: int) -> dict[str, Any]:
+    def plan_object(self, plan: Plan, created: int) -> dict[str, Any]:
         return schema.complete(schema.resource("plan"), {
             "id": plan.price_id, "object": "plan", "active": True, "amount": plan.amount_cents,
             "amount_decimal": str(plan.amount_cents), "billing_scheme": "per_unit", "created": created,
             "currency": plan.currency, "interval": plan.interval, "interval_count": 1, "livemode": False,
-            "metadata": {}, "nickname": plan.name, "product": f"prod_{plan.key.replace('-', '_')}",
+            "metadata": {}, "nickname": plan.name, "product": self.store.data["prices"][plan.price_id]["product"],
             "usage_type": "licensed",
         })
 
@@ -395,7 +492,7 @@ class Account:
         """A subscription with a past, as a seed needs it: one paid invoice per period, the last period
         current, cancelled at `canceled_at` if given. Nothing is emitted: this is history, not news."""
         customer = self.need(customer_id, "customer", "customers", "customer")
-        plan = plan_for(price_id)
+        plan = self.catalog_plan(price_id)
         if plan is None or not periods or any(start >= end for start, end in periods) \
                 or any(a[1] != b[0] for a, b in itertools.pairwise(periods)):
             raise invalid("price must name a plan and periods must follow each other")
@@ -422,7 +519,7 @@ class Account:
         item = sub["items"]["data"][0]
         amount = item["price"]["unit_amount"] * (item["quantity"] or 1)
         in_id = self.store.new_id("in")
-        plan = plan_for(item["price"]["id"])
+        plan = self.catalog_plan(item["price"]["id"])
         label = f"{item['quantity']} × {plan.name if plan else item['price']['id']} " \
                 f"(at ${item['price']['unit_amount'] / 100:.2f} / {item['price']['recurring']['interval']})"
         line = schema.complete(schema.resource("line_item"), {
@@ -451,6 +548,7 @@ class Account:
             "issuer": {"type": "self"},
             "lines": {"object": "list", "data": [line], "has_more": False, "total_count": 1,
                       "url": f"/v1/invoices/{in_id}/lines"},
+            "hosted_invoice_url": f"{self.base_url}/invoice/{in_id}" if self.base_url else None,
             "livemode": False, "metadata": {}, "number": f"EMU-{self.store.next_number('invoice'):05d}",
             "parent": {"quote_details": None, "type": "subscription_details",
                        "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"],
@@ -483,6 +581,7 @@ class Account:
         sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
         previous = {"status": sub["status"]}
         invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        self.record_payment(invoice, sub, outcome)
         if outcome is None:
             now = int(time.time())
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
@@ -501,6 +600,62 @@ class Account:
                 sub["status"] = "past_due"
         if sub["status"] != previous["status"]:
             self.emit("customer.subscription.updated", sub, previous)
+
+    def record_payment(self, invoice: dict[str, Any], sub: dict[str, Any],
+                       outcome: tuple[str, str | None, str] | None) -> None:
+        """The invoice's PaymentIntent (one per invoice, as Stripe keeps it across retries) after this attempt,
+        with `last_payment_error` when it was declined, and the InvoicePayment that links the two (listed
+        by GET /v1/invoice_payments?invoice=…). No events: our product reads them through the invoice."""
+        now = int(time.time())
+        pi = self.store.data["payment_intents"].get(invoice.get("_payment_intent") or "")
+        if pi is None:
+            pi_id = self.store.new_id("pi")
+            pi = self.store.add(schema.complete(schema.resource("payment_intent"), {
+                "id": pi_id, "object": "payment_intent", "amount": invoice["amount_due"], "amount_capturable": 0,
+                "amount_received": 0, "capture_method": "automatic_async",
+                "client_secret": f"{pi_id}_secret_{self.store.new_id('x')[2:]}", "confirmation_method": "automatic",
+                "created": now, "currency": invoice["currency"], "customer": invoice["customer"],
+                "livemode": False, "metadata": {}, "payment_method_types": ["card"],
+                "status": "requires_payment_method",
+            }))
+            invoice["_payment_intent"] = pi_id
+            self.store.add(schema.complete(schema.resource("invoice_payment"), {
+                "id": self.store.new_id("inpay"), "object": "invoice_payment",
+                "amount_paid": None, "amount_requested": invoice["amount_due"], "created": now,
+                "currency": invoice["currency"], "invoice": invoice["id"], "is_default": True, "livemode": False,
+                "payment": {"type": "payment_intent", "payment_intent": pi_id, "charge": None,
+                            "payment_record": None},
+                "status": "open", "status_transitions": {"canceled_at": None, "paid_at": None},
+            }))
+        pm = self.default_card(sub)
+        pi["payment_method"] = pm["id"] if pm else None
+        if outcome is None:
+            pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None, next_action=None)
+            payment = next(p for p in self.store.all("invoice_payments") if p["invoice"] == invoice["id"])
+            payment.update(status="paid", amount_paid=pi["amount"])
+            payment["status_transitions"]["paid_at"] = now
+            return
+        code, decline_code, message = outcome
+        error: dict[str, Any] = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+                                 "code": code, "doc_url": "https://docs.stripe.com/error-codes/" + code.replace("_", "-"),
+                                 "message": message, "payment_method_type": "card", "type": "card_error"}
+        if decline_code:
+            error["decline_code"] = decline_code
+        pi.update(status="requires_action" if outcome == AUTHENTICATION_REQUIRED else "requires_payment_method",
+                  last_payment_error=error)
+
+    def confirm_invoice_payment(self, invoice: dict[str, Any]) -> None:
+        """The subscriber confirms the payment on the hosted invoice page: a charge waiting for authentication
+        goes through; any other open invoice is charged to the default card as a retry would."""
+        pi = self.store.data["payment_intents"].get(invoice.get("_payment_intent") or "")
+        sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
+        if pi is not None and pi["status"] == "requires_action":
+            outcome = None
+        else:
+            pm = self.default_card(sub)
+            outcome = self.charge_outcome(pm) if pm else CHARGE_DECLINED
+            outcome = None if outcome == AUTHENTICATION_REQUIRED else outcome  # authenticated on this page
+        self.attempt_payment(invoice, outcome)
 
     def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool) -> dict[str, Any]:
         if sub["status"] == "canceled":
@@ -544,13 +699,13 @@ class Account:
         pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
         return self.store.data["payment_methods"].get(pm_id or "")
 
-    def fail_payment(self, sub: dict[str, Any]) -> dict[str, Any]:
+    def fail_payment(self, sub: dict[str, Any], decline_code: str | None = None) -> dict[str, Any]:
         """A charge fails (what a real account shows days later, on command): the open invoice's retry, or
-        the next renewal's."""
+        the next renewal's; declined as a test card with `decline_code` is (generic_decline by default)."""
         invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
         if not (invoice and invoice["status"] == "open"):
             invoice = self.renew(sub, charge=False)
-        self.attempt_payment(invoice, CHARGE_DECLINED)
+        self.attempt_payment(invoice, decline_outcome(decline_code))
         return invoice
 
     def pay(self, sub: dict[str, Any]) -> dict[str, Any]:

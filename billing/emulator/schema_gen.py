@@ -71,6 +71,12 @@ OPERATIONS = [
     ("get", "/v1/invoices/{invoice}"),
     ("get", "/v1/events"),
     ("get", "/v1/events/{id}"),
+    ("post", "/v1/products"),
+    ("get", "/v1/products"),
+    ("post", "/v1/products/{id}"),
+    ("post", "/v1/prices"),
+    ("get", "/v1/prices"),
+    ("get", "/v1/invoice_payments"),
 ]
 
 # Resources described field by field (others appear as opaque objects or ids): every object the
@@ -80,6 +86,7 @@ RESOURCES = {
     "stripe._setup_intent:SetupIntent", "stripe._subscription:Subscription",
     "stripe._subscription_item:SubscriptionItem", "stripe._price:Price", "stripe._plan:Plan",
     "stripe._invoice:Invoice", "stripe._invoice_line_item:InvoiceLineItem", "stripe._event:Event",
+    "stripe._product:Product", "stripe._invoice_payment:InvoicePayment", "stripe._payment_intent:PaymentIntent",
 }
 SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Decimal": "decimal"}
 

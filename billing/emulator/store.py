@@ -11,7 +11,8 @@ from typing import Any
 
 COLLECTIONS = {
     "cus": "customers", "pm": "payment_methods", "seti": "setup_intents", "cs": "checkout_sessions",
-    "sub": "subscriptions", "in": "invoices", "evt": "events",
+    "sub": "subscriptions", "in": "invoices", "evt": "events", "prod": "products", "price": "prices",
+    "pi": "payment_intents", "inpay": "invoice_payments",
 }
 
 

@@ -1,4 +1,4 @@
-"""The `saas` command line: Flask's own commands plus dev, db, seed and jobs."""
+"""The `saas` command line: Flask's own commands plus dev, db, seed, jobs and stripe."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup
 
 from saas.cli.jobs import jobs_group
 from saas.cli.settings import load_settings
+from saas.cli.stripe import stripe_group
 from saas.core.migrate import upgrade
 from saas.dev.launcher import run_dev
 from saas.dev.seed import DEV_PASSWORD
@@ -72,3 +73,4 @@ def main() -> None:
 
 
 cli.add_command(jobs_group)
+cli.add_command(stripe_group)

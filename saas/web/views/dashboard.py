@@ -7,10 +7,10 @@ from datetime import date, datetime
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from billing.current import card_and_subscription, recent_invoices
+from billing.current import card_and_subscription, payment_failed_showing, payment_to_confirm, recent_invoices
 from billing.expiry import is_card_expiring
 from saas.core.db import web_session
-from saas.core.formatting import brand_name
+from saas.core.formatting import brand_name, money
 from saas.core.models import User
 from saas.web.extensions import app_settings, app_today
 
@@ -32,11 +32,18 @@ def _local_date(moment: datetime) -> date:
     return moment.astimezone(app_settings().tz).date()
 
 
-def banners_for(user: User, card, subscription, today: date, update_url: str) -> list[Banner]:
+def banners_for(user: User, card, subscription, today: date, update_url: str,
+                invoices: list | None = None) -> list[Banner]:
     """Banners computed from the current rows, so each one goes as soon as its cause is fixed."""
     settings = app_settings()
     found: list[Banner] = []
-    if subscription is not None and subscription.status == "past_due":
+    invoices = invoices or []
+    to_confirm = payment_to_confirm(invoices)
+    if to_confirm is not None:
+        found.append(Banner("bad", "payment-action-required", "Your bank asks you to confirm your payment of "
+                            f"{money(to_confirm.amount_cents, to_confirm.currency)} —",
+                            "Confirm the payment", to_confirm.hosted_invoice_url))
+    if payment_failed_showing(subscription, invoices):
         found.append(Banner("bad", "payment-failed", "Your last payment failed. Update your card so your "
                             "subscription continues.", "Update your card", update_url))
     if card is not None and card.is_expiring and is_card_expiring(card.exp_month, card.exp_year, today,
@@ -78,7 +85,7 @@ def index():
     invoices = recent_invoices(web_session, user.id)
     if notice_pending:
         web_session.commit()
-    banners = banners_for(user, card, subscription, app_today(), _update_card_url())
+    banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices)
     if notice_pending:
         user.deletion_cancelled_at = None
     return render_template("dashboard.html", card=card, subscription=subscription, invoices=invoices,
