@@ -58,3 +58,19 @@ def emulator_settled(emulator, before: str | None) -> None:
             return bool(s.scalar(select(exists().where(StripeEvent.id == newest))))
 
     wait_until(stored, f"the emulator's webhook {newest}")
+
+
+def emulator_quiet(emulator) -> None:
+    """Wait until every webhook the emulator has sent so far is stored and processed. A
+    subscriber's action right after a trigger would otherwise race the trigger's own late
+    webhooks, whose `created` second can equal the action's (see docs/reliability.md)."""
+    newest = newest_emulator_event(emulator)
+    if newest is None:
+        return
+
+    def quiet() -> bool:
+        with session_scope() as s:
+            return bool(s.scalar(select(exists().where(StripeEvent.id == newest)))) and not s.scalar(
+                select(exists().where(StripeEvent.processed_at.is_(None))))
+
+    wait_until(quiet, "the emulator's webhooks to be processed")
