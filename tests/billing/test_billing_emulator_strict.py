@@ -19,7 +19,7 @@ import stripe
 
 from billing.emulator import schema
 
-YEAR = date.today().year + 3
+YEAR = date.today().year + 3  # real clock: the emulator, like Stripe, refuses cards expired by its own today
 REQUEST_ID = re.compile(r"req_[A-Za-z0-9]{14}")
 
 

@@ -15,7 +15,7 @@ import requests
 from billing import gateway, handlers, records, subscriptions
 from billing.emulator import schema
 
-YEAR = date.today().year + 3
+YEAR = date.today().year + 3  # real clock: the emulator, like Stripe, refuses cards expired by its own today
 
 
 def conforms(obj: dict) -> dict:
