@@ -124,6 +124,7 @@ def test_subscribe_fail_recover_cancel_resume(stripe_env, celery_worker, make_us
     _follow_wait(client, client.post("/billing/cancel"))
     with session_scope() as s:
         assert s.scalar(select(Subscription.cancel_at_period_end).where(Subscription.user_id == user.id)) is True
+    emulator_quiet(stripe_env)  # and the cancel's own late event must not race the resume
     _follow_wait(client, client.post("/billing/resume"))
     with session_scope() as s:
         assert s.scalar(select(Subscription.cancel_at_period_end).where(Subscription.user_id == user.id)) is False
