@@ -119,13 +119,13 @@ STATEMENTS = {"flag-expiring-cards": FLAG, "remind-inactive-users": REMIND,
               "purge-dormant-accounts": PURGE, "finance-summary": FINANCE}
 
 
-_STARTED = datetime.now(UTC)  # one moment for the whole bench run
+STARTED = datetime.now(UTC)  # one moment for the whole bench run (seed, slots, floors)
 
 
 def job_slot(job: str, settings) -> datetime:
     """The job's newest slot when the bench started: the job's runs, its floor and its naive loop all
     work on this one, even when the run crosses midnight."""
-    return latest_slot(settings.schedules[job], settings.tz, _STARTED)
+    return latest_slot(settings.schedules[job], settings.tz, STARTED)
 
 
 def slot_day(job: str, settings):

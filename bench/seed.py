@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
+from bench.floors import STARTED
 from bench.report import Report
 from billing.plans import monthly_cents
 from saas.core.accounts import hash_password
@@ -78,7 +79,7 @@ def seed(database_url: str, users: int, entering: int | None = None, seed_value:
     warn, and every inactive user tonight's to warn (nobody is warned yet, so nobody is purged).
     """
     rng = random.Random(seed_value)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = STARTED.replace(microsecond=0)  # the bench's one moment: seeding after midnight must not shift "last night"
     today = now.date()
     horizon = today + timedelta(days=expiring_days)
     last_month_horizon = horizon - timedelta(days=31)
