@@ -28,7 +28,7 @@ from flask import Flask, Response, g, redirect, render_template_string, request
 from billing.emulator import errors, schema
 from billing.emulator.checkout import AUTHENTICATE_PAGE, INVOICE_PAGE, PAGE, read_card
 from billing.emulator.errors import ApiError, invalid, not_emulated
-from billing.emulator.objects import Account, merge_metadata, test_card
+from billing.emulator.objects import Account, apply_update, test_card
 from billing.emulator.store import Store, public
 
 log = logging.getLogger(__name__)
@@ -474,11 +474,7 @@ def create_app(store: Store, account: Account) -> Flask:
                               "must be attached to the customer.", "default_payment_method", "resource_missing")
             previous["default_payment_method"] = sub["default_payment_method"]
             sub["default_payment_method"] = pm_id
-        if "metadata" in p:
-            before = dict(sub["metadata"])
-            sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
-            if sub["metadata"] != before:
-                previous["metadata"] = before
+        apply_update(sub, p, (), previous)
         if previous:
             account.emit("customer.subscription.updated", sub, previous)
         if "cancel_at_period_end" in p:

@@ -164,15 +164,7 @@ class Account:
 
     def update_customer(self, customer: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         previous: dict[str, Any] = {}
-        for name in ("email", "name", "description", "phone"):
-            if name in fields and fields[name] != customer[name]:
-                previous[name] = customer[name]
-                customer[name] = fields[name]
-        if "metadata" in fields:
-            before = dict(customer["metadata"])
-            customer["metadata"] = merge_metadata(customer["metadata"], fields["metadata"])
-            if customer["metadata"] != before:
-                previous["metadata"] = before
+        apply_update(customer, fields, ("email", "name", "description", "phone"), previous)
         settings = fields.get("invoice_settings") or {}
         if "default_payment_method" in settings:
             pm_id = settings["default_payment_method"]
@@ -348,15 +340,7 @@ class Account:
 
     def update_product(self, product: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         previous: dict[str, Any] = {}
-        for name in ("name", "description", "active"):
-            if name in fields and fields[name] != product[name]:
-                previous[name] = product[name]
-                product[name] = fields[name]
-        if "metadata" in fields:
-            before = dict(product["metadata"])
-            product["metadata"] = merge_metadata(product["metadata"], fields["metadata"])
-            if product["metadata"] != before:
-                previous["metadata"] = before
+        apply_update(product, fields, ("name", "description", "active"), previous)
         if previous:
             product["updated"] = int(time.time())
             self.emit("product.updated", product, previous)
@@ -728,3 +712,18 @@ def merge_metadata(current: dict[str, Any], update: dict[str, Any] | None) -> di
         else:
             merged[key] = value
     return merged
+
+
+def apply_update(obj: dict[str, Any], fields: dict[str, Any], names: tuple[str, ...],
+                 previous: dict[str, Any]) -> None:
+    """Set each of `names` present in `fields` (and `metadata`, merged as Stripe merges it) on `obj`,
+    noting the old value of each one that changed in `previous` (the event's previous_attributes)."""
+    for name in names:
+        if name in fields and fields[name] != obj[name]:
+            previous[name] = obj[name]
+            obj[name] = fields[name]
+    if "metadata" in fields:
+        before = dict(obj["metadata"])
+        obj["metadata"] = merge_metadata(obj["metadata"], fields["metadata"])
+        if obj["metadata"] != before:
+            previous["metadata"] = before
