@@ -55,7 +55,10 @@ def _serve_metrics(**_kwargs) -> None:
     if settings.metrics_port:
         if metrics.multiprocess_dir() is None:
             log.warning("METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: a prefork pool's tasks are not counted")
-        serve(settings, settings.metrics_port)
+        try:
+            serve(settings, settings.metrics_port)
+        except OSError as exc:  # the port is taken (two workers, one METRICS_PORT): work on, unscraped
+            log.error("metrics: cannot serve METRICS_PORT %s: %s", settings.metrics_port, exc)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
