@@ -197,7 +197,7 @@ class Settings:
 
 
 def _observability(get) -> dict:
-    """METRICS_ALLOW, METRICS_TOKEN, METRICS_PORT and HEARTBEAT_* (docs/operations.md, "Watching it")."""
+    """METRICS_ALLOW, METRICS_TOKEN, METRICS_PORT and HEARTBEAT_* (docs/operations.md, "Metrics" and "Heartbeats")."""
     allow = []
     for item in (part.strip() for part in get("METRICS_ALLOW", "").split(",")):
         if item:
@@ -217,12 +217,12 @@ def _observability(get) -> dict:
     url = get("HEARTBEAT_URL", "").strip()
     if url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise SettingsError(f"HEARTBEAT_URL must be an http:// or https:// URL (got {url!r})")
+            raise SettingsError("HEARTBEAT_URL must be an http:// or https:// URL with a host "
+                                f"(got scheme {urlsplit(url).scheme!r})")  # the rest of it may be a secret
         try:
             url.format(job="job", event="start")
         except (KeyError, IndexError, ValueError) as exc:
-            raise SettingsError(f"HEARTBEAT_URL may hold only the placeholders {{job}} and {{event}} "
-                                f"(got {url!r}: {exc!r})") from None
+            raise SettingsError(f"HEARTBEAT_URL may hold only the placeholders {{job}} and {{event}} ({exc!r})") from None
     events: dict[str, str] = {}
     for pair in (part.strip() for part in get("HEARTBEAT_EVENTS", "").split(",")):
         if not pair:
