@@ -27,7 +27,7 @@ from saas.dev.embedded import die_with_parent, free_port
 from scheduled import clock, tasks
 from scheduled.models import JobRun
 from tests import factories
-from tests.helpers import SECRET, signed, wait_until
+from tests.helpers import SECRET, HttpReceiver, signed, wait_until
 
 TOKEN = "metrics-token-0123456789abcdef"
 
@@ -127,9 +127,17 @@ def value(samples, name: str, **labels) -> float | None:
 
 
 @pytest.fixture
-def cluster(services, tmp_path):
+def monitor():
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def cluster(services, tmp_path, monitor):
     """A gunicorn with 2 gthread workers and a Celery worker with a 2-process prefork pool, each in
-    multi-process mode in a directory of its own, from the suite's environment."""
+    multi-process mode in a directory of its own, from the suite's environment; the worker pings
+    `monitor` (a local HTTP receiver) as each job runs."""
     web_port, worker_port = free_port(), free_port()
     base = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "METRICS_TOKEN": TOKEN,
             "STRIPE_WEBHOOK_SECRET": SECRET,
@@ -143,7 +151,8 @@ def cluster(services, tmp_path):
                      "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
                      "--hostname", "metrics@test"],
                     {**base, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "worker-metrics"),
-                     "METRICS_PORT": str(worker_port)}, tmp_path / "worker.log")
+                     "METRICS_PORT": str(worker_port), "HEARTBEAT_URL": monitor.base + "/hc/{job}/{event}"},
+                    tmp_path / "worker.log")
     urls = {"web": f"http://127.0.0.1:{web_port}", "worker": f"http://127.0.0.1:{worker_port}/metrics",
             "web_pid": web.pid}
     try:
@@ -169,7 +178,7 @@ def _worker_consumes(worker: subprocess.Popen) -> bool:
     return bool(celery_app.control.ping(destination=["metrics@test"], timeout=1.0))
 
 
-def test_a_real_gunicorn_and_a_real_worker_report_what_happened(cluster, make_user, card, settings):
+def test_a_real_gunicorn_and_a_real_worker_report_what_happened(cluster, monitor, make_user, card, settings):
     web, worker = cluster["web"], cluster["worker"]
 
     # Refused without the token, on both.
@@ -187,6 +196,9 @@ def test_a_real_gunicorn_and_a_real_worker_report_what_happened(cluster, make_us
     run = wait_until(lambda: _finished_run("flag-expiring-cards"), "the job's run")
     assert (run.status, run.changed, run.emails_queued) == ("succeeded", 1, 1)
     wait_until(lambda: _outbox_statuses() == ["sent"], "the card email to be sent")
+    # The pool process that ran it pinged the dead-man's switch (the unknown job, never claimed, did not).
+    wait_until(lambda: len(monitor.paths) >= 2, "the run's pings")
+    assert monitor.paths == ["/hc/flag-expiring-cards/start", "/hc/flag-expiring-cards/success"]
 
     # A webhook to the web app: rejected, received, then a replay; the worker processes it once.
     event = factories.stripe_event("customer.created", {"id": "cus_metrics", "object": "customer"}, int(time.time()))

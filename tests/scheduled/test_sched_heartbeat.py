@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,41 +11,9 @@ from saas.core.settings import Settings, SettingsError
 from scheduled import runner
 from scheduled.heartbeat import ping_url
 from scheduled.jobs import JOBS
+from tests.helpers import HttpReceiver as Receiver
 
 SLOT = datetime(2025, 5, 10, tzinfo=UTC)
-
-
-class Receiver:
-    """A monitor on a free loopback port that records each request's path, in arrival order."""
-
-    def __init__(self, status: int = 200, delay: threading.Event | None = None):
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                receiver.paths.append(self.path)
-                if delay is not None:
-                    delay.wait(5)  # held until the test releases it: slower than any timeout it set
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
