@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    SAAS_ENV=production
+    SAAS_ENV=production \
+    PROMETHEUS_MULTIPROC_DIR=/dev/shm/saas-metrics
 
 WORKDIR /app
 
@@ -29,6 +30,7 @@ USER saas
 EXPOSE 8000
 
 # Gunicorn's factory syntax: every worker process builds its own app from the environment.
-CMD ["gunicorn", "saas.web.app:create_app()", "--bind", "0.0.0.0:8000", "--workers", "2", \
+# Its hooks (saas.web.gunicorn_conf) keep the metrics of every worker process in PROMETHEUS_MULTIPROC_DIR.
+CMD ["gunicorn", "saas.web.app:create_app()", "--config", "python:saas.web.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", \
      "--worker-class", "gthread", "--threads", "4", "--worker-tmp-dir", "/dev/shm", \
      "--access-logfile", "-", "--graceful-timeout", "30"]

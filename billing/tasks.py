@@ -12,7 +12,7 @@ from billing import gateway, handlers, progress, subscriptions
 from billing.expiry import ExpiryWindow
 from billing.models import StripeEvent
 from billing.records import local_today
-from saas.core import runtime
+from saas.core import metrics, runtime
 from saas.core.backoff import backoff_seconds
 from saas.core.db import session_scope
 from saas.core.formatting import brand_name
@@ -34,12 +34,22 @@ def process_stripe_event(self, event_id: str) -> None:
     """Apply one stored webhook event; failures are recorded on the event and retried."""
     try:
         with session_scope() as session:
-            handlers.process_event(session, event_id, expiry_window())
+            if handlers.process_event(session, event_id, expiry_window()):
+                _observe_processed(session.get_one(StripeEvent, event_id))
     except Exception as exc:
+        metrics.WEBHOOK_PROCESSING.labels("failed").inc()
         with session_scope() as session:
             session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(error=repr(exc)[:2000]))
         log.warning("stripe event %s failed (attempt %s): %r", event_id, self.request.retries + 1, exc)
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+
+
+def _observe_processed(row: StripeEvent) -> None:
+    """Count a processed event and the time it waited since it arrived."""
+    metrics.WEBHOOK_PROCESSING.labels("processed").inc()
+    if row.processed_at is not None and row.received_at is not None:
+        kind = row.type if row.type in handlers.HANDLERS else "other"
+        metrics.WEBHOOK_LAG.labels(kind).observe(max((row.processed_at - row.received_at).total_seconds(), 0.0))
 
 
 def _operate(task, op_id: str, user_id: int, action: Callable[[Any, Any], Any],

@@ -8,8 +8,10 @@ from billing.tasks import sweep_stripe_deletions
 from saas.core import runtime
 from saas.core.outbox.delivery import deliver_outbox
 from saas.core.queue import app, celery_config
+from scheduled import worker_metrics
 from scheduled.tasks import watchdog
 
+METRICS = worker_metrics  # its signal handlers count task outcomes and serve METRICS_PORT
 TASK_MODULES = ["saas.core.outbox.delivery", "scheduled.tasks", "billing.tasks", "scheduled.reports"]
 
 app.conf.update(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from saas.core.db import session_scope
 from saas.core.settings import Settings
 from saas.core.slots import latest_slot, next_slot
-from scheduled import clock, ledger
+from scheduled import clock, ledger, telemetry
 from scheduled.jobs import JOBS
 from scheduled.models import JobRun
 
@@ -49,6 +49,7 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
         run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
             return None
+        started = telemetry.run_started(settings, run)
         ctx = ledger.RunContext(job=name, slot=slot, now=now, dry_run=dry_run, frozen_clock=frozen,
                                 run_id=run.id, details=dict(run.details or {}), settings=settings,
                                 scanned=run.scanned, changed=run.changed, emails_queued=run.emails_queued,
@@ -58,9 +59,12 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
         except Exception as exc:
             session.rollback()
             log.exception("job %s slot %s failed", name, slot.isoformat())
-            return ledger.finish(session, run.id, "failed", _clock(now, frozen), error=f"{type(exc).__name__}: {exc}"[:4000])
+            failed = ledger.finish(session, run.id, "failed", _clock(now, frozen), error=f"{type(exc).__name__}: {exc}"[:4000])
+            telemetry.run_finished(settings, started, failed)
+            return failed
         status = "succeeded"
         result = ledger.finish(session, run.id, status, _clock(now, frozen), details=ctx.details)
+        telemetry.run_finished(settings, started, result)
         log.info("job %s slot %s %s: scanned %s, changed %s, emails %s%s", name, slot.isoformat(), status,
                  result.scanned, result.changed, result.emails_queued, " (dry run)" if dry_run else "")
         return result

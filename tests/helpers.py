@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 import stripe
@@ -74,3 +76,36 @@ def emulator_quiet(emulator) -> None:
                 select(exists().where(StripeEvent.processed_at.is_(None))))
 
     wait_until(quiet, "the emulator's webhooks to be processed")
+
+
+class HttpReceiver:
+    """A monitor on a free loopback port that records each request's path, in arrival order."""
+
+    def __init__(self, status: int = 200, delay: threading.Event | None = None):
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                receiver.paths.append(self.path)
+                if delay is not None:
+                    delay.wait(5)  # held until the test releases it: slower than any timeout it set
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,9 +1,10 @@
 """One settings object, read from the environment, shared by web, worker and beat."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ DEFAULT_SCHEDULES = {
 }
 ENVIRONMENTS = ("dev", "test", "production")
 DEV_SECRET = "dev-only-secret-key-never-use-in-production"
+HEARTBEAT_EVENTS = ("start", "success", "fail")
 
 
 class SettingsError(Exception):
@@ -88,6 +90,13 @@ class Settings:
     catchup_window: timedelta
     trusted_proxy_hops: int = 0
     dev_maildir: str = ""
+    # Operations: who may scrape /metrics, a worker's metrics port, the dead-man's-switch pings.
+    metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    metrics_token: str = ""
+    metrics_port: int = 0
+    heartbeat_url: str = ""
+    heartbeat_events: dict[str, str] = field(default_factory=dict)
+    heartbeat_timeout: float = 3.0
 
     @property
     def app_host(self) -> str:
@@ -183,4 +192,52 @@ class Settings:
             catchup_window=_duration("CATCHUP_WINDOW", get("CATCHUP_WINDOW", "36h")),
             trusted_proxy_hops=_int("TRUSTED_PROXY_HOPS", get("TRUSTED_PROXY_HOPS", "0")),
             dev_maildir=get("DEV_MAILDIR", ""),
+            **_observability(get),
         )
+
+
+def _observability(get) -> dict:
+    """METRICS_ALLOW, METRICS_TOKEN, METRICS_PORT and HEARTBEAT_* (docs/operations.md, "Metrics" and "Heartbeats")."""
+    allow = []
+    for item in (part.strip() for part in get("METRICS_ALLOW", "").split(",")):
+        if item:
+            try:
+                allow.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise SettingsError(f"METRICS_ALLOW has a malformed address or network: {item!r} "
+                                    "(use e.g. 127.0.0.1/32,10.0.0.0/8)") from None
+    token = get("METRICS_TOKEN", "").strip()
+    if token and len(token) < 16:
+        raise SettingsError("METRICS_TOKEN is too short: use at least 16 random characters")
+    port = _int("METRICS_PORT", get("METRICS_PORT", "").strip() or "0")
+    if port > 65535:
+        raise SettingsError(f"METRICS_PORT must be a TCP port, 1 to 65535 (got {port})")
+    if port and not (allow or token):
+        raise SettingsError("METRICS_PORT needs METRICS_ALLOW or METRICS_TOKEN: metrics are never public")
+    url = get("HEARTBEAT_URL", "").strip()
+    if url:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise SettingsError("HEARTBEAT_URL must be an http:// or https:// URL with a host "
+                                f"(got scheme {urlsplit(url).scheme!r})")  # the rest of it may be a secret
+        try:
+            url.format(job="job", event="start")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise SettingsError(f"HEARTBEAT_URL may hold only the placeholders {{job}} and {{event}} ({exc!r})") from None
+    events: dict[str, str] = {}
+    for pair in (part.strip() for part in get("HEARTBEAT_EVENTS", "").split(",")):
+        if not pair:
+            continue
+        name, sep, word = pair.partition("=")
+        if not sep or name.strip() not in HEARTBEAT_EVENTS:
+            raise SettingsError(f"HEARTBEAT_EVENTS must be pairs like start=in_progress,success=ok,fail=error "
+                                f"(events: {', '.join(HEARTBEAT_EVENTS)}; got {pair!r})")
+        events[name.strip()] = word.strip()
+    raw_timeout = get("HEARTBEAT_TIMEOUT", "3").strip()
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        raise SettingsError(f"HEARTBEAT_TIMEOUT must be a number of seconds (got {raw_timeout!r})") from None
+    if not 0 < timeout <= 30:
+        raise SettingsError(f"HEARTBEAT_TIMEOUT must be more than 0 and at most 30 seconds (got {raw_timeout!r})")
+    return {"metrics_allow": tuple(allow), "metrics_token": token, "metrics_port": port, "heartbeat_url": url,
+            "heartbeat_events": events, "heartbeat_timeout": timeout}

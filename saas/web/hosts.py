@@ -1,4 +1,5 @@
-"""Requests for a host other than APP_URL's answer 400, before Flask sees them; health probes answer any host.
+"""Requests for a host other than APP_URL's answer 400, before Flask sees them; health probes and
+/metrics (which has its own guard) answer any host.
 
 Links are built from APP_URL, never from the Host header; refusing other hosts as well keeps a
 forged header from reaching any code at all. Flask's TRUSTED_HOSTS would do the same but also
@@ -10,7 +11,7 @@ from werkzeug.sansio.utils import host_is_trusted
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import get_host
 
-PROBES = frozenset({"/healthz", "/readyz"})
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class TrustedHosts:

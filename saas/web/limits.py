@@ -17,6 +17,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
+from saas.core import metrics
 from saas.web.extensions import limiter
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def take(limit: str, key: str, refusal: str) -> None:
     item = parse(limit)
     fits, strategy = _hit(item, key)
     if not fits:
+        metrics.RATE_LIMITED.labels(key.partition(":")[0], limit).inc()
         reset_at, _ = strategy.get_window_stats(item, NAMESPACE, key)
         raise LimitReached(refusal, max(1, math.ceil(reset_at - time.time())))
 

@@ -45,6 +45,7 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/", "GET"): (LOGIN, "302", "302", "302"),
     ("/healthz", "GET"): everyone("200"),
     ("/readyz", "GET"): everyone("200"),
+    ("/metrics", "GET"): everyone("404"),  # METRICS_ALLOW or METRICS_TOKEN opens it to scrapers, to no persona
     ("/static/<path:filename>", "GET"): everyone("200"),
     ("/signup", "GET"): everyone("200"),
     ("/signup", "POST"): everyone("400"),

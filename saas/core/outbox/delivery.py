@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from jinja2 import TemplateError
 from sqlalchemy import or_, select, text, update
 
-from saas.core import runtime
+from saas.core import metrics, runtime
 from saas.core.backoff import backoff_seconds
 from saas.core.db import get_engine, session_scope
 from saas.core.outbox.models import OutboxMessage
@@ -103,6 +103,7 @@ def release(rows: list[OutboxMessage], error: str) -> None:
             .values(status="pending", claimed_by=None, last_error=error[:2000],
                     next_attempt_at=datetime.now(UTC) + CONNECTION_RETRY)
         )
+    metrics.OUTBOX_ATTEMPTS.labels("unreachable").inc(len(rows))
 
 
 def record_failure(row: OutboxMessage, error: str, permanent: bool) -> datetime | None:
@@ -110,11 +111,13 @@ def record_failure(row: OutboxMessage, error: str, permanent: bool) -> datetime 
     attempts = row.attempts + 1
     if permanent or attempts >= MAX_ATTEMPTS:
         record(row.id, status="failed", attempts=attempts, last_error=error[:2000], claimed_by=None)
+        metrics.OUTBOX_ATTEMPTS.labels("failed").inc()
         log.error("outbox %s failed for good after %s attempts: %s", row.id, attempts, error)
         return None
     retry_at = datetime.now(UTC) + timedelta(seconds=backoff_seconds(attempts - 1))
     record(row.id, status="pending", attempts=attempts, last_error=error[:2000],
            claimed_by=None, next_attempt_at=retry_at)
+    metrics.OUTBOX_ATTEMPTS.labels("retry").inc()
     return retry_at
 
 
@@ -149,6 +152,7 @@ def deliver_rows(rows: list[OutboxMessage], settings: Settings) -> tuple[int, da
                 continue
             record(row.id, status="sent", attempts=row.attempts + 1, sent_at=datetime.now(UTC),
                    claimed_by=None, last_error=None)
+            metrics.OUTBOX_ATTEMPTS.labels("sent").inc()
             sent += 1
     finally:
         try:

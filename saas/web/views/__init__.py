@@ -7,6 +7,7 @@ from saas.web.views.dashboard import bp as dashboard_bp
 from saas.web.views.devmail import bp as devmail_bp
 from saas.web.views.finance import bp as finance_bp
 from saas.web.views.health import bp as health_bp
+from saas.web.views.metrics import bp as metrics_bp
 
-BLUEPRINTS = [health_bp, auth_bp, dashboard_bp, admin_bp, finance_bp, contact_bp, billing_bp]
+BLUEPRINTS = [health_bp, metrics_bp, auth_bp, dashboard_bp, admin_bp, finance_bp, contact_bp, billing_bp]
 DEV_BLUEPRINTS = [devmail_bp]

@@ -8,6 +8,7 @@ from billing import progress, subscriptions, tasks
 from billing.models import StripeEvent
 from billing.plans import PLANS
 from billing.webhooks import WebhookRejected, store_event, verify
+from saas.core import metrics
 from saas.core.db import web_session
 from saas.core.queue import enqueue
 from saas.web.extensions import app_settings, csrf
@@ -111,9 +112,11 @@ def stripe_webhook():
         event = verify(request.get_data(), request.headers.get("Stripe-Signature"),
                        app_settings().stripe_webhook_secrets)
     except WebhookRejected as exc:
+        metrics.WEBHOOK_EVENTS.labels("rejected").inc()
         return jsonify(error=str(exc)), 400
     new = store_event(web_session, event)
     web_session.commit()
+    metrics.WEBHOOK_EVENTS.labels("received" if new else "duplicate").inc()
     if new or web_session.get(StripeEvent, event["id"]).processed_at is None:  # enqueue lost earlier: again
         enqueue(tasks.process_stripe_event, event_id=event["id"])
     return jsonify(received=True, duplicate=not new)
