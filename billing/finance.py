@@ -96,7 +96,7 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
         put(cur, "failed_amount_cents", failed_cents)
     for cur, recovered, recovered_cents in session.execute(text(
         "SELECT currency, count(*), sum(amount_cents) FROM invoices WHERE paid_at >= :start AND paid_at < :end "
-        "AND first_failed_at IS NOT NULL AND first_failed_at < paid_at GROUP BY currency"), params):
+        "AND status = 'paid' AND first_failed_at IS NOT NULL AND first_failed_at < paid_at GROUP BY currency"), params):
         put(cur, "recovered_payments", recovered)
         put(cur, "recovered_amount_cents", recovered_cents)
 

@@ -16,7 +16,9 @@ from saas.core.db import utcnow
 from saas.core.models import User
 
 MRR_STATUSES = ("active", "past_due")  # trials and unpaid first invoices earn nothing yet
-INVOICE_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
+# Stripe's invoice lifecycle: draft → open → paid | void | uncollectible, and an uncollectible invoice
+# may still be paid or voided; paid and void are final.
+INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
 def local_today(tz: tzinfo) -> date:
@@ -241,7 +243,9 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
     invoice = session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == obj["id"])
                               .with_for_update().execution_options(populate_existing=True)).one()
     newer = created >= invoice.stripe_event_created
-    if newer and INVOICE_RANK.get(obj["status"], 0) >= INVOICE_RANK.get(invoice.status, 0):
+    forward = (INVOICE_RANK.get(obj["status"], 0) > INVOICE_RANK.get(invoice.status, 0)
+               or obj["status"] == invoice.status)  # paid never becomes void, nor void paid
+    if newer and forward:
         for name, value in values.items():
             setattr(invoice, name, value)
         invoice.stripe_event_created = created
