@@ -9,8 +9,10 @@ from billing import records
 from billing.finance import FinanceSummary, figures, figures_between
 from billing.models import MrrMovement
 from saas.core.db import session_scope
+from saas.core.mail import render_email
 from saas.core.models import AuditLog, User
 from saas.core.outbox import OutboxMessage
+from scheduled.models import JobRun
 from scheduled.runner import run_job
 from tests.factories import stripe_invoice
 from tests.helpers import utc
@@ -104,3 +106,26 @@ def test_a_paid_invoice_stays_paid_whatever_arrives_late(make_user, session):
     records.upsert_invoice(session, user, paid, 200)
     assert records.upsert_invoice(session, user, written_off, 200).status == "paid"
     assert records.upsert_invoice(session, user, {**paid, "status": "void"}, 200).status == "paid"
+
+
+def test_the_summary_reports_the_periods_reconciliation(settings, add):
+    """reconcile-stripe's succeeded runs of the day, their counts summed, in the figures, the CSV and the email."""
+    for slot, status, dry, recovered, repaired in [
+        (utc(2025, 6, 1, 3, 30), "succeeded", False, 3, 2),   # tonight's: the next summary's
+        (utc(2025, 5, 31, 3, 30), "succeeded", False, 4, 1),
+        (utc(2025, 5, 31, 4), "succeeded", True, 50, 50),     # a dry run changes nothing
+        (utc(2025, 5, 30, 3, 30), "failed", False, 9, 9),
+    ]:
+        add(JobRun, job="reconcile-stripe", slot=slot, status=status, dry_run=dry,
+            details={"events_seen": 10, "events_recovered": recovered, "objects_compared": 20,
+                     "objects_repaired": repaired})
+    slot = utc(2025, 6, 2, 6)
+    assert run_job("finance-summary", settings, slot, now=slot).status == "succeeded"
+    with session_scope() as s:
+        figures_of_day = s.scalar(select(FinanceSummary.figures))
+        mail = s.scalar(select(OutboxMessage).where(OutboxMessage.kind == "finance-summary"))
+    assert figures_of_day["reconciliation"] == {"runs": 1, "events_seen": 10, "events_recovered": 3,
+                                                "objects_compared": 20, "objects_repaired": 2}
+    assert "daily,2025-06-01,2025-06-01,reconcile_events_recovered,,3" in mail.attachments[0]["content"]
+    text = render_email(mail.template, mail.context).text
+    assert "Reconciliation with Stripe (1 run): 3 missed events recovered, 2 records repaired" in text
