@@ -1,4 +1,4 @@
-"""Chaos, webhook side: the emulator loses 30% of its webhook deliveries while a batch of subscribers
+"""Chaos, webhook side: the emulator loses each webhook delivery with probability 0.3 while a batch of subscribers
 subscribe, fail, recover and cancel (the worker processes what does arrive); then reconcile-stripe runs
 once through the ledger and every lost event is recovered: as many recovered as dropped, and our rows
 what Stripe says, as if nothing had been lost."""
