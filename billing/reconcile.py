@@ -27,6 +27,17 @@ def unseen(session: Session, events: list[dict[str, Any]]) -> list[dict[str, Any
     return [e for e in events if e["id"] not in known]
 
 
+def requeue_stuck(session: Session, events: list[dict[str, Any]], received_before: datetime) -> int:
+    """Those of `events` stored before `received_before` but never processed (their task was lost
+    with a broker, say): queued again for the webhook's task, after commit. How many."""
+    ids = [e["id"] for e in events]
+    stuck = list(session.scalars(select(StripeEvent.id).where(
+        StripeEvent.id.in_(ids), StripeEvent.processed_at.is_(None), StripeEvent.received_at < received_before)))
+    for event_id in stuck:
+        enqueue_after_commit(session, tasks.process_stripe_event, event_id=event_id)
+    return len(stuck)
+
+
 def recover_event(session: Session, event: dict[str, Any], window: ExpiryWindow) -> str:
     """Feed one event Stripe listed through the webhook's path: store it by id, then apply it
     (handlers.process_event, at most once). 'stored' if a webhook stored it meanwhile; 'failed' if

@@ -4,7 +4,8 @@ of customers with Stripe and repair what differs. The domain steps are billing.r
 Events: GET /v1/events from where the previous run's listing ended (its `watermark`: the newest
 event it listed; the same second is listed again, a known id is skipped), never from before the
 30 days Stripe keeps (a first run, or a long outage, starts there). Each missed event is stored and
-applied through the webhook's path, oldest first, as the webhooks would have come.
+applied through the webhook's path, oldest first, as the webhooks would have come; a listed event
+stored long ago but never processed (its task was lost) is queued again for the webhook's task.
 
 Customers: the accounts whose id is the slot's day number modulo 7 (`slice_of`), so that 7
 consecutive nightly slots compare every customer once a week.
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from billing import gateway
 from billing.expiry import ExpiryWindow
-from billing.reconcile import check_customer, recover_event, unseen
+from billing.reconcile import check_customer, recover_event, requeue_stuck, unseen
 from saas.core.models import User
 from scheduled.ledger import RunContext
 from scheduled.models import JobRun
@@ -32,6 +33,7 @@ RETENTION = timedelta(days=30)  # Stripe lists the events of the past 30 days on
 SLICES = 7  # every customer once a week
 PAGE = 100  # events per lookup, and per committed batch of recovered events
 CUSTOMER_BATCH = 50  # customers per committed batch (each is three or four Stripe reads)
+STUCK_AFTER = timedelta(minutes=15)  # a stored event still unprocessed this long after arriving lost its task
 COUNTS = ("events_seen", "events_recovered", "objects_compared", "objects_repaired")
 
 
@@ -68,18 +70,25 @@ def reconcile_stripe(session: Session, ctx: RunContext) -> None:
 def _recover_events(session: Session, ctx: RunContext, window: ExpiryWindow) -> None:
     since = ctx.details.get("since") or listing_start(session, ctx)
     ctx.details["since"] = since
-    newest, seen, page, missed = since, 0, [], []
+    newest, seen, page, missed, requeued = since, 0, [], [], 0
+
+    def look(events: list[dict[str, Any]]) -> None:
+        nonlocal requeued
+        missed.extend(unseen(session, events))
+        if not ctx.dry_run:
+            requeued += requeue_stuck(session, events, ctx.now - STUCK_AFTER)
+
     for event in gateway.list_events(since):  # newest first, every page
         seen += 1
         newest = max(newest, event["created"])
         page.append(event)
         if len(page) == PAGE:
-            missed += unseen(session, page)
+            look(page)
             page = []
-    missed += unseen(session, page)
+    look(page)
     missed.reverse()  # oldest first (Stripe's order within a second, reversed too)
     ctx.details["watermark"] = newest
-    _count(ctx, events_seen=seen)
+    _count(ctx, events_seen=seen, events_requeued=requeued)
     ctx.batch_done(session, name="phase", cursor="events", scanned=seen)
     for start in range(0, len(missed), PAGE):
         chunk: list[dict[str, Any]] = missed[start:start + PAGE]

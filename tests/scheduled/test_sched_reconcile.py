@@ -135,3 +135,17 @@ def test_drift_in_a_slice_of_customers_is_repaired_and_audited(emulator, setting
         assert s.scalar(select(func.count()).select_from(MrrMovement)) == movements + 1  # back to paying
     again = run_job(JOB, settings, day + timedelta(days=7), now=day + timedelta(days=7))
     assert again.details["objects_repaired"] == 0  # a week later, the same slice: nothing differs
+
+
+def test_a_stored_event_whose_task_was_lost_is_queued_again(emulator, settings, slot, sent):
+    baseline(settings, slot)
+    gateway.create_customer(10**9 + 7 * slot.toordinal(), "stuck@example.com", "Stuck")
+    emulator_delivered(emulator, processed=False)  # stored by the webhook; no worker processes it here
+    with session_scope() as s:
+        stuck = s.scalars(select(StripeEvent.id).where(StripeEvent.processed_at.is_(None))).all()
+        s.execute(StripeEvent.__table__.update().values(received_at=slot - timedelta(hours=1)))
+    assert stuck
+    sent.clear()
+    run = run_job(JOB, settings, slot - timedelta(days=1), now=slot)
+    assert run.details["events_requeued"] == len(stuck) and run.details["events_recovered"] == 0
+    assert sorted(kw["event_id"] for name, kw in sent if name == "billing.tasks.process_stripe_event") == sorted(stuck)
