@@ -62,14 +62,18 @@ def _cents(value: Any) -> int:
     return int(round(value or 0))
 
 
+def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The instants [start, end) of the local days first..last (inclusive)."""
+    return datetime.combine(first, time(0), tz), datetime.combine(last + timedelta(days=1), time(0), tz)
+
+
 def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo) -> dict[str, Any]:
     """Every figure of the summary for the local days first..last (inclusive).
 
     Flows (movements, payments, reminders, purges) count inside the period; stocks (MRR,
     active subscriptions, expiring cards, pending purges) are as of the run.
     """
-    start = datetime.combine(first, time(0), tz)
-    end = datetime.combine(last + timedelta(days=1), time(0), tz)
+    start, end = period_bounds(first, last, tz)
     params = {"start": start, "end": end}
     per_currency: dict[str, dict[str, int]] = {}
 
@@ -92,7 +96,7 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
         put(cur, "failed_amount_cents", failed_cents)
     for cur, recovered, recovered_cents in session.execute(text(
         "SELECT currency, count(*), sum(amount_cents) FROM invoices WHERE paid_at >= :start AND paid_at < :end "
-        "AND first_failed_at IS NOT NULL AND first_failed_at < paid_at GROUP BY currency"), params):
+        "AND status = 'paid' AND first_failed_at IS NOT NULL AND first_failed_at < paid_at GROUP BY currency"), params):
         put(cur, "recovered_payments", recovered)
         put(cur, "recovered_amount_cents", recovered_cents)
 
@@ -147,6 +151,8 @@ def to_csv(period: str, data: dict[str, Any]) -> str:
                  "cancelled_subscriptions", "expiring_cards", "reminders_sent", "accounts_purged",
                  "purges_pending"):
         writer.writerow([*head, name, "", data[name]])
+    for name, value in (data.get("reconciliation") or {}).items():  # reconcile-stripe's runs of the period
+        writer.writerow([*head, f"reconcile_{name}", "", value])
     return out.getvalue()
 
 

@@ -6,6 +6,8 @@ out as three kinds: PaymentError (a message the subscriber can act on), NotFound
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import stripe
@@ -69,8 +71,23 @@ def decline_message(error: dict | None) -> str:
 
 def _call(fn, *args: Any, **kwargs: Any) -> Any:
     """Run one API call; plain dicts out, stripe-python's errors translated into ours."""
-    try:
+    with _translated():
         return fn(*args, **kwargs).to_dict()
+
+
+def _every(fn, params: dict[str, Any]) -> Iterator[dict]:
+    """Every item of a list, page after page (stripe-python's auto_paging_iter: `starting_after` the
+    last item of each page until `has_more` is false), as plain JSON dicts (a decimal string stays a
+    string, as on the wire: events are stored as JSON); errors translated on any page."""
+    with _translated():
+        for item in fn(params).auto_paging_iter():
+            yield item.to_dict(for_json=True)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
     except stripe.CardError as exc:
         raise PaymentError(subscriber_message(exc)) from exc
     except stripe.InvalidRequestError as exc:
@@ -165,6 +182,24 @@ def create_subscription(customer_id: str, price_id: str, attempt: str) -> dict:
 def retrieve_subscription(subscription_id: str) -> dict:
     """https://docs.stripe.com/api/subscriptions/retrieve"""
     return _call(client().v1.subscriptions.retrieve, subscription_id)
+
+
+def list_subscriptions(customer_id: str) -> Iterator[dict]:
+    """https://docs.stripe.com/api/subscriptions/list (every status, canceled included; every page)"""
+    return _every(client().v1.subscriptions.list, {"customer": customer_id, "status": "all", "limit": 100})
+
+
+def retrieve_customer(customer_id: str) -> dict:
+    """https://docs.stripe.com/api/customers/retrieve (its default card expanded; a deleted customer
+    answers `deleted: true`)"""
+    return _call(client().v1.customers.retrieve, customer_id,
+                 {"expand": ["invoice_settings.default_payment_method"]})
+
+
+def list_events(created_gte: int) -> Iterator[dict]:
+    """https://docs.stripe.com/api/events/list (those created at or after `created_gte`, newest first,
+    every page; Stripe lists the past 30 days only)"""
+    return _every(client().v1.events.list, {"created": {"gte": created_gte}, "limit": 100})
 
 
 def set_cancel_at_period_end(subscription_id: str, cancel: bool, attempt: str) -> dict:

@@ -1,6 +1,7 @@
 """Our copies of Stripe objects: upserts from Stripe-shaped dicts that never move a row backwards."""
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -15,7 +16,9 @@ from saas.core.db import utcnow
 from saas.core.models import User
 
 MRR_STATUSES = ("active", "past_due")  # trials and unpaid first invoices earn nothing yet
-INVOICE_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
+# Stripe's invoice lifecycle: draft → open → paid | void | uncollectible, and an uncollectible invoice
+# may still be paid or voided; paid and void are final.
+INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
 def local_today(tz: tzinfo) -> date:
@@ -96,22 +99,33 @@ def record_mrr_change(session: Session, sub: Subscription, before: int, after: i
                             mrr_before_cents=before, mrr_after_cents=after))
 
 
-def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int) -> Subscription:
-    """Mirror a Stripe subscription; an event older than the last applied one changes nothing,
-    and a canceled subscription stays canceled (Stripe never revives one)."""
-    lock_account(session, user_id)
+def subscription_values(obj: dict[str, Any]) -> dict[str, Any]:
+    """Our columns of a Stripe subscription (the fields reconciliation compares, too)."""
     item = obj["items"]["data"][0]
     price = item["price"]
     plan = PLANS.get(price.get("lookup_key") or "") or plan_for_price(price["id"])  # lookup_key: the plan key
-    interval = (price.get("recurring") or {}).get("interval", "month")
-    values = {
+    return {
         "plan": plan.key if plan else price["id"][:50], "status": obj["status"],
         "amount_cents": int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1),
-        "currency": obj.get("currency") or price.get("currency") or "usd", "interval": interval,
+        "currency": obj.get("currency") or price.get("currency") or "usd",
+        "interval": (price.get("recurring") or {}).get("interval", "month"),
         "current_period_end": from_ts(item.get("current_period_end")),  # per item since 2025-03-31.basil
         "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
         "canceled_at": from_ts(obj.get("canceled_at")),
     }
+
+
+def before_stripe_call() -> int:
+    """A `created` no event caused by (or after) the coming Stripe call can precede: now, less one
+    second of slack for the clocks of Stripe and ours. Rows written from a call's answer carry it."""
+    return int(time.time()) - 1
+
+
+def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int) -> Subscription:
+    """Mirror a Stripe subscription; an event older than the last applied one changes nothing,
+    and a canceled subscription stays canceled (Stripe never revives one)."""
+    lock_account(session, user_id)
+    values = subscription_values(obj)
     new_id = session.execute(
         insert(Subscription).values(user_id=user_id, stripe_subscription_id=obj["id"], stripe_event_created=created,
                                     **values)
@@ -132,6 +146,25 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     session.flush()
     record_mrr_change(session, sub, before, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
     return sub
+
+
+def repair_subscription(session: Session, sub: Subscription, obj: dict[str, Any], read_at: int) -> dict[str, list[Any]]:
+    """Make our row what Stripe says now (read at `read_at`, see before_stripe_call), whatever events
+    said before; the fields that differed as {name: [ours, Stripe's]} (empty: nothing to repair)."""
+    lock_account(session, sub.user_id)
+    session.refresh(sub, with_for_update=True)
+    values = subscription_values(obj)
+    drift = {name: [getattr(sub, name), value] for name, value in values.items() if getattr(sub, name) != value}
+    if not drift:
+        return {}
+    before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
+    for name in drift:
+        setattr(sub, name, values[name])
+    sub.stripe_event_created = max(sub.stripe_event_created, read_at)
+    session.flush()
+    record_mrr_change(session, sub, before, subscription_mrr(sub.status, sub.amount_cents, sub.interval),
+                      from_ts(read_at) or utcnow())
+    return drift
 
 
 def end_subscription(session: Session, sub: Subscription, created: int) -> None:
@@ -210,7 +243,9 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
     invoice = session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == obj["id"])
                               .with_for_update().execution_options(populate_existing=True)).one()
     newer = created >= invoice.stripe_event_created
-    if newer and INVOICE_RANK.get(obj["status"], 0) >= INVOICE_RANK.get(invoice.status, 0):
+    forward = (INVOICE_RANK.get(obj["status"], 0) > INVOICE_RANK.get(invoice.status, 0)
+               or obj["status"] == invoice.status)  # paid never becomes void, nor void paid
+    if newer and forward:
         for name, value in values.items():
             setattr(invoice, name, value)
         invoice.stripe_event_created = created

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from sqlalchemy import select
@@ -27,11 +26,6 @@ log = logging.getLogger(__name__)
 
 class BillingError(Exception):
     """The action cannot be done as asked; the message is for the subscriber."""
-
-
-def _now() -> int:
-    """A time no event caused by the coming call can precede (one second of slack)."""
-    return int(time.time()) - 1
 
 
 def overview(session: Session, user_id: int) -> dict[str, Any]:
@@ -95,7 +89,7 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
         raise BillingError("You already have a subscription.")
     if not user.stripe_customer_id or default_card(session, user.id) is None:
         raise BillingError("Add a card first, then choose a plan.")
-    started = _now()
+    started = records.before_stripe_call()
     try:
         price = catalog.find_price(plan)  # by lookup_key: the account's current price of the plan
     except catalog.PlanUnavailable:
@@ -113,6 +107,6 @@ def set_cancel_at_period_end(session: Session, user: User, cancel: bool, attempt
     sub = current_subscription(session, user.id)
     if sub is None or sub.status not in ("active", "trialing", "past_due"):
         raise BillingError("You have no active subscription.")
-    started = _now()
+    started = records.before_stripe_call()
     obj = gateway.set_cancel_at_period_end(sub.stripe_subscription_id, cancel, attempt)
     return records.upsert_subscription(session, user.id, obj, started)

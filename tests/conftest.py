@@ -268,6 +268,16 @@ class StripeEmulator:
         response.raise_for_status()
         return response.json()
 
+    def webhooks(self, **control) -> dict:
+        """The emulator's webhook control (`drop_share`, `seed`): set it, and get its state back (the
+        share, the ids dropped since it was set, the deliveries still pending)."""
+        import requests
+
+        response = requests.post(f"{self.base_url}/_emulator/webhooks", data=control,
+                                 headers={"Authorization": f"Bearer {self.api_key}"}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
 
 @pytest.fixture(scope="session")
 def stripe_emulator(services, live_server):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from billing import gateway, records, subscriptions
+from billing.expiry import ExpiryWindow
 from billing.models import Card, Invoice, Subscription
 from saas.core.accounts import hash_password
 from saas.core.db import session_scope
@@ -85,3 +87,24 @@ def stripe_invoice(invoice_id: str, customer: str, sub_id: str, status: str, amo
 def stripe_card(pm_id: str, customer: str | None, exp_month: int, exp_year: int, last4: str = "4242") -> dict:
     return {"id": pm_id, "object": "payment_method", "type": "card", "customer": customer,
             "card": {"brand": "visa", "last4": last4, "exp_month": exp_month, "exp_year": exp_year}}
+
+
+def stripe_subscriber(today, email: str | None = None, number: str = "4242424242424242",
+                      plan: str | None = "pro") -> User:
+    """A committed user with a customer and a default card in the Stripe emulator (and our card row),
+    subscribed to `plan` through the product's own subscribe (None: not subscribed)."""
+    row = user(email=email)
+    tag = f"{row.id}-{next(_ids)}"
+    with session_scope() as s:
+        account = s.get_one(User, row.id)
+        customer_id = subscriptions.ensure_customer(s, account)
+        pm = gateway.create_card_payment_method(number, 12, today.year + 3, f"factory-{tag}")
+        pm = gateway.attach_payment_method(pm["id"], customer_id)
+        gateway.set_default_payment_method(customer_id, pm["id"])
+        records.upsert_card(s, account.id, pm, ExpiryWindow(today, 30))
+        if plan:
+            subscriptions.subscribe(s, account, plan, f"factory-{tag}")
+        s.flush()
+        s.refresh(account)
+        s.expunge(account)
+    return account

@@ -62,20 +62,20 @@ def emulator_settled(emulator, before: str | None) -> None:
     wait_until(stored, f"the emulator's webhook {newest}")
 
 
-def emulator_quiet(emulator) -> None:
-    """Wait until every webhook the emulator has sent so far is stored and processed. A
-    subscriber's action right after a trigger would otherwise race the trigger's own late
-    webhooks, whose `created` second can equal the action's (see docs/reliability.md)."""
-    newest = newest_emulator_event(emulator)
-    if newest is None:
-        return
+def emulator_delivered(emulator, processed: bool = True) -> dict:
+    """Wait until the emulator has no webhook left to deliver and (`processed`: with a worker running)
+    every stored event is processed; the dropped ones never come. Its webhook control's state."""
 
-    def quiet() -> bool:
+    def delivered():
+        state = emulator.webhooks()
+        if state["pending"]:
+            return None
         with session_scope() as s:
-            return bool(s.scalar(select(exists().where(StripeEvent.id == newest)))) and not s.scalar(
-                select(exists().where(StripeEvent.processed_at.is_(None))))
+            busy = processed and s.scalar(select(exists().where(StripeEvent.processed_at.is_(None))))
+        return None if busy else state
 
-    wait_until(quiet, "the emulator's webhooks to be processed")
+    return wait_until(delivered, "the emulator's webhooks to be delivered" + (" and processed" if processed else ""),
+                      timeout=90)
 
 
 class HttpReceiver:

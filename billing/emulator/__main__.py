@@ -1,4 +1,5 @@
-"""`python -m billing.emulator --port P --webhook-url URL --webhook-secret S --data FILE`, or `... trigger TYPE`."""
+"""`python -m billing.emulator --port P --webhook-url URL --webhook-secret S --data FILE`, `... trigger TYPE`, or
+`... webhooks [--drop-share 0.3 [--seed N]]` (lose a share of webhook deliveries on purpose; show the state)."""
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,27 @@ def trigger(argv: list[str]) -> int:
     return 0 if response.ok else 1
 
 
+def webhooks(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m billing.emulator webhooks",
+                                     description="Make the emulator lose a share of its webhook deliveries (the events "
+                                                 "stay in GET /v1/events), or show what it dropped.")
+    parser.add_argument("--drop-share", type=float, help="0 to 1: the share of deliveries to drop from now on")
+    parser.add_argument("--seed", type=int, help="seed of the choice (the same seed drops the same deliveries)")
+    parser.add_argument("--url", default=os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111"))
+    args = parser.parse_args(argv)
+    fields = {k: v for k, v in (("drop_share", args.drop_share), ("seed", args.seed)) if v is not None}
+    key = os.environ.get("STRIPE_SECRET_KEY", "sk_test_emulator")
+    response = requests.post(f"{args.url.rstrip('/')}/_emulator/webhooks", data=fields, timeout=10,
+                             headers={"Authorization": f"Bearer {key}"})
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.ok else 1
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["trigger"]:
         return trigger(argv[1:])
+    if argv[:1] == ["webhooks"]:
+        return webhooks(argv[1:])
     return serve(argv)
 
 

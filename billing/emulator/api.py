@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,17 @@ from billing.emulator.store import Store, public
 
 log = logging.getLogger(__name__)
 LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand"}
+EVENT_RETENTION_SECONDS = 30 * 24 * 3600  # "Stripe retains events for 30 days" (events/list)
+
+
+def in_range(value: int, created: int | dict[str, int] | None) -> bool:
+    """A `created` filter: an exact timestamp, or a range of gt / gte / lt / lte (range_query_specs)."""
+    if created is None:
+        return True
+    if isinstance(created, int):
+        return value == created
+    return (value > created.get("gt", value - 1) and value >= created.get("gte", value)
+            and value < created.get("lt", value + 1) and value <= created.get("lte", value))
 
 
 def decode_form(items) -> dict[str, Any]:
@@ -504,8 +516,9 @@ def create_app(store: Store, account: Account) -> Flask:
                 and i["status"] == p.get("status", i["status"])]
         return page(rows, p, "/v1/invoice_payments", "invoice_payments", "invoice payment")
 
-    @endpoint("GET /v1/events", {"type", "types"} | LIST_PARAMS)
+    @endpoint("GET /v1/events", {"type", "types", "created"} | LIST_PARAMS)
     def list_events(p):
+        """"List events, going back up to 30 days": older events are not listed (nor retrievable)."""
         if "type" in p and "types" in p:
             raise invalid("You may only specify one of these parameters: type, types.", "type", "parameters_exclusive")
         kinds = p.get("types") or ([p["type"]] if "type" in p else None)
@@ -513,12 +526,19 @@ def create_app(store: Store, account: Account) -> Flask:
         def matches(kind: str) -> bool:
             return kinds is None or any(kind == k or (k.endswith(".*") and kind.startswith(k[:-1])) for k in kinds)
 
-        rows = [e for e in store.all("events") if matches(e["type"])]
+        rows = [e for e in retained_events() if matches(e["type"]) and in_range(e["created"], p.get("created"))]
         return page(rows, p, "/v1/events", "events", "event")
+
+    def retained_events() -> list[dict[str, Any]]:
+        oldest = int(time.time()) - EVENT_RETENTION_SECONDS
+        return [e for e in store.all("events") if e["created"] >= oldest]
 
     @endpoint("GET /v1/events/{id}")
     def get_event(p, id):
-        return account.need(id, "event", "events")
+        event = account.need(id, "event", "events")
+        if event["created"] < int(time.time()) - EVENT_RETENTION_SECONDS:
+            raise errors.missing(id, "event", "id", 404)
+        return event
 
     # The emulator's own endpoints (not Stripe's) ---------------------------------------------------
     def internal(fn):
@@ -567,8 +587,24 @@ def create_app(store: Store, account: Account) -> Flask:
         raise invalid("type must be payment_method.automatically_updated, invoice.payment_failed, invoice.paid or "
                       "subscription.renewal", "type")
 
+    def webhooks(p):
+        """The webhook sender's control: POST drop_share (0 to 1) and an optional seed to lose that share
+        of deliveries from now on (the events stay in GET /v1/events); GET or POST answers the state:
+        the share, the ids dropped since it was set, and how many deliveries are still pending."""
+        if "drop_share" in p:
+            try:
+                share = float(p["drop_share"])
+                seed = int(p["seed"]) if p.get("seed") not in (None, "") else None
+            except (TypeError, ValueError):
+                raise invalid("drop_share must be a number from 0 to 1 and seed a whole number", "drop_share") from None
+            if not 0 <= share <= 1:
+                raise invalid("drop_share must be from 0 to 1", "drop_share")
+            account.sender.drop(share, seed)
+        return account.sender.status()
+
     app.add_url_rule("/_emulator/fixtures/subscription", "fixtures", internal(place_subscription), methods=["POST"])
     app.add_url_rule("/_emulator/trigger", "trigger", internal(trigger), methods=["POST"])
+    app.add_url_rule("/_emulator/webhooks", "webhooks", internal(webhooks), methods=["GET", "POST"])
 
     def _payment_method_for(p: dict[str, Any]) -> dict[str, Any]:
         if p.get("payment_method"):

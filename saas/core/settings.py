@@ -13,13 +13,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from saas.core.slots import parse_cron
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/, migrations/
-JOB_NAMES = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary")
+JOB_NAMES = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary",
+             "reconcile-stripe")
 DEFAULT_SCHEDULES = {
     "flag-expiring-cards": "0 0 * * *",
     "remind-inactive-users": "0 0 * * *",
     "purge-dormant-accounts": "0 0 * * *",
     # Daily at 06:00 and monthly on day 1; ';' separates the crons of one job.
     "finance-summary": "0 6 * * *;0 6 1 * *",
+    # After the midnight jobs, before the morning's finance summary (which reports the day before's run).
+    "reconcile-stripe": "30 3 * * *",
 }
 ENVIRONMENTS = ("dev", "test", "production")
 DEV_SECRET = "dev-only-secret-key-never-use-in-production"

@@ -1,7 +1,8 @@
-"""The four nightly jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
+"""The nightly jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
 from scheduled.jobs.finance_summary import finance_summary
 from scheduled.jobs.flag_expiring_cards import flag_expiring_cards
 from scheduled.jobs.purge_dormant_accounts import purge_dormant_accounts
+from scheduled.jobs.reconcile_stripe import reconcile_stripe
 from scheduled.jobs.remind_inactive_users import remind_inactive_users
 
 JOBS = {
@@ -9,4 +10,5 @@ JOBS = {
     "remind-inactive-users": remind_inactive_users,
     "purge-dormant-accounts": purge_dormant_accounts,
     "finance-summary": finance_summary,
+    "reconcile-stripe": reconcile_stripe,
 }

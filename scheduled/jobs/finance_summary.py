@@ -1,12 +1,13 @@
 """finance-summary: the figures of a day (and, on the 1st, of the past month), emailed once with a CSV.
-The figures are billing.finance's."""
+The figures are billing.finance's, and reconcile-stripe's counts of the period's runs."""
 from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.finance import KIND, FinanceSummary, figures, periods_for, to_csv
+from billing.finance import KIND, FinanceSummary, figures, period_bounds, periods_for, to_csv
 from saas.core.outbox import queue_email
+from scheduled.jobs.reconcile_stripe import reconciliation_figures
 from scheduled.ledger import RunContext
 
 
@@ -19,6 +20,7 @@ def finance_summary(session: Session, ctx: RunContext) -> None:
         if key in done:
             continue
         data = figures(session, first, last, ctx.today, ctx.tz)
+        data["reconciliation"] = reconciliation_figures(session, *period_bounds(first, last, ctx.tz))
         content = to_csv(period, data)
         session.execute(insert(FinanceSummary).values(
             period=period, period_start=first, period_end=last, figures=data, csv=content,

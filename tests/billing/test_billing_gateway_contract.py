@@ -83,6 +83,12 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     assert records.invoice_service_period(invoice) == (sub["items"]["data"][0]["current_period_start"],
                                                         sub["items"]["data"][0]["current_period_end"])
     assert conforms(call("retrieve_subscription", sub["id"]))["id"] == sub["id"]
+    assert [conforms(s)["id"] for s in call("list_subscriptions", customer["id"])] == [sub["id"]]
+    expanded = conforms(call("retrieve_customer", customer["id"]))
+    assert conforms(expanded["invoice_settings"]["default_payment_method"])["id"] == pm["id"]
+    events = [conforms(e) for e in call("list_events", customer["created"])]
+    assert {"customer.created", "customer.subscription.created"} <= \
+        {e["type"] for e in events if e["data"]["object"].get("customer", e["data"]["object"]["id"]) == customer["id"]}
     assert conforms(call("set_cancel_at_period_end", sub["id"], True, attempt))["cancel_at_period_end"] is True
     assert conforms(call("set_cancel_at_period_end", sub["id"], False, attempt))["cancel_at_period_end"] is False
     assert call("last_payment_error", invoice["id"]) is None  # paid at once
@@ -95,6 +101,7 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     assert schema.problems(schema.resource("customer"), deleted) == [] and deleted["deleted"] is True
     with pytest.raises(gateway.NotFound):
         gateway.delete_customer(customer["id"])
+    assert gateway.retrieve_customer(customer["id"])["deleted"] is True
 
     assert CALLED == gateway_functions()
 
@@ -216,6 +223,8 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("invoice_payment", "payment.payment_intent.last_payment_error.code"),
     ("subscription", "items.price.lookup_key"), ("price", "lookup_key"), ("price", "product.name"),
     ("price", "product.active"), ("price", "recurring.interval_count"),
+    ("customer", "invoice_settings.default_payment_method"), ("customer", "id"), ("event", "created"),
+    ("event", "id"), ("event", "type"), ("event", "data.object"),
 ]
 GONE = [("subscription", "current_period_end"), ("subscription", "current_period_start"),
         ("invoice", "subscription")]

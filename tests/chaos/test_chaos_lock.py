@@ -69,7 +69,7 @@ def test_frozen_leader_resumes_after_a_standby_took_over(services, wide_catchup_
         days_pass(4 * DAY_EVERY)  # both alive: the old leader finds its lock gone
         old_exit = cluster.procs[old].poll()
         final = cluster.clock
-        settings = Settings.from_env()  # what the cluster's processes read
+        settings = Settings.from_env(cluster.env)  # what the cluster's processes read
         expected = {job: set(slots_between(cron, settings.tz, START, final))
                     for job, cron in settings.schedules.items()}
 

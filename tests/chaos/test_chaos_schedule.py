@@ -86,7 +86,7 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
             time.sleep(STEP_SECONDS - kill_at)
             cluster.advance(START + timedelta(days=step))
 
-        settings = Settings.from_env()  # what the cluster's processes read
+        settings = Settings.from_env(cluster.env)  # what the cluster's processes read
         final_day = START + timedelta(days=STEPS)
         expected = {job: set(slots_between(cron, settings.tz, START - settings.catchup_window, final_day))
                     for job, cron in settings.schedules.items()}

@@ -7,7 +7,8 @@ from saas.cli.jobs import jobs_group
 def test_jobs_list(runner):
     result = runner.invoke(jobs_group, ["list"])
     assert result.exit_code == 0
-    for name in ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary"):
+    for name in ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary",
+                 "reconcile-stripe"):
         assert name in result.output
     assert "0 6 * * *;0 6 1 * *" in result.output and "next " in result.output
 

@@ -1,14 +1,20 @@
 """finance-summary: figures against a hand-computed fixture, one email per period with its CSV."""
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import select
 
-from billing.finance import FinanceSummary
+from billing import records
+from billing.finance import FinanceSummary, figures, figures_between
 from billing.models import MrrMovement
 from saas.core.db import session_scope
-from saas.core.models import AuditLog
+from saas.core.mail import render_email
+from saas.core.models import AuditLog, User
 from saas.core.outbox import OutboxMessage
+from scheduled.models import JobRun
 from scheduled.runner import run_job
+from tests.factories import stripe_invoice
 from tests.helpers import utc
 
 OLD = utc(2025, 1, 1)
@@ -69,3 +75,57 @@ def test_finance_figures_daily_and_monthly(settings, make_user, subscription, in
 def test_ordinary_day_sends_only_the_daily_summary(settings):
     run = run_job("finance-summary", settings, utc(2025, 6, 2, 6), now=utc(2025, 6, 2, 6))
     assert run.emails_queued == 1
+
+
+def test_voided_and_uncollectible_invoices_are_never_revenue(settings, make_user, invoice, session):
+    """Revenue is paid invoices only; a failure recovered means paid. A written-off invoice that was
+    later paid is revenue once; a voided one, or one left uncollectible, never (even with a paid_at)."""
+    a = make_user()
+    day = utc(2025, 5, 31, 9)
+    invoice(a.id, status="paid", amount_cents=1000, paid_at=day)
+    invoice(a.id, status="paid", amount_cents=200, paid_at=day, first_failed_at=utc(2025, 5, 30))  # recovered
+    invoice(a.id, status="void", amount_cents=3000, paid_at=day, first_failed_at=utc(2025, 5, 30))
+    invoice(a.id, status="uncollectible", amount_cents=5000, paid_at=day, first_failed_at=utc(2025, 5, 30))
+    invoice(a.id, status="open", amount_cents=7000, first_failed_at=utc(2025, 5, 31, 1))
+    tz = settings.tz
+    [(key, row)] = figures_between(session, date(2025, 5, 31), date(2025, 6, 1), tz).items()
+    assert key == (date(2025, 5, 31), "usd") and (row["revenue"], row["invoices_paid"]) == (1200, 2)
+    usd = figures(session, date(2025, 5, 31), date(2025, 5, 31), date(2025, 6, 1), tz)["currencies"]["usd"]
+    assert (usd["recovered_payments"], usd["recovered_amount_cents"]) == (1, 200)
+    assert (usd["failed_payments"], usd["failed_amount_cents"]) == (1, 7000)  # failures of the day, whatever came after
+
+
+def test_a_paid_invoice_stays_paid_whatever_arrives_late(make_user, session):
+    """Stripe's lifecycle: uncollectible may still be paid or voided, paid and void are final. A late
+    marked_uncollectible of the payment's second cannot take the payment back out of revenue."""
+    a = make_user(stripe_customer_id="cus_late")
+    user = session.get(User, a.id)
+    written_off = {**stripe_invoice("in_late", "cus_late", "sub_none", "uncollectible"), "lines": {"data": []}}
+    paid = {**stripe_invoice("in_late", "cus_late", "sub_none", "paid"), "lines": {"data": []}}
+    records.upsert_invoice(session, user, written_off, 100)
+    records.upsert_invoice(session, user, paid, 200)
+    assert records.upsert_invoice(session, user, written_off, 200).status == "paid"
+    assert records.upsert_invoice(session, user, {**paid, "status": "void"}, 200).status == "paid"
+
+
+def test_the_summary_reports_the_periods_reconciliation(settings, add):
+    """reconcile-stripe's succeeded runs of the day, their counts summed, in the figures, the CSV and the email."""
+    for slot, status, dry, recovered, repaired in [
+        (utc(2025, 6, 1, 3, 30), "succeeded", False, 3, 2),   # tonight's: the next summary's
+        (utc(2025, 5, 31, 3, 30), "succeeded", False, 4, 1),
+        (utc(2025, 5, 31, 4), "succeeded", True, 50, 50),     # a dry run changes nothing
+        (utc(2025, 5, 30, 3, 30), "failed", False, 9, 9),
+    ]:
+        add(JobRun, job="reconcile-stripe", slot=slot, status=status, dry_run=dry,
+            details={"events_seen": 10, "events_recovered": recovered, "objects_compared": 20,
+                     "objects_repaired": repaired})
+    slot = utc(2025, 6, 2, 6)
+    assert run_job("finance-summary", settings, slot, now=slot).status == "succeeded"
+    with session_scope() as s:
+        figures_of_day = s.scalar(select(FinanceSummary.figures))
+        mail = s.scalar(select(OutboxMessage).where(OutboxMessage.kind == "finance-summary"))
+    assert figures_of_day["reconciliation"] == {"runs": 1, "events_seen": 10, "events_recovered": 3,
+                                                "objects_compared": 20, "objects_repaired": 2}
+    assert "daily,2025-06-01,2025-06-01,reconcile_events_recovered,,3" in mail.attachments[0]["content"]
+    text = render_email(mail.template, mail.context).text
+    assert "Reconciliation with Stripe (1 run): 3 missed events recovered, 2 records repaired" in text

@@ -192,7 +192,8 @@ def test_jobs_page_lists_jobs_and_runs(client, admin):
                      changed=2, emails_queued=2, finished_at=NOW, started_at=NOW - timedelta(seconds=4),
                      error="OperationalError: boom"))
     page = client.get("/admin/jobs").get_data(as_text=True)
-    for name in ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary"):
+    for name in ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary",
+                 "reconcile-stripe"):
         assert f'data-job="{name}"' in page
     assert "OperationalError: boom" in page and "4.0 s" in page and "next run" in page
 
