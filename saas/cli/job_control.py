@@ -6,7 +6,7 @@ import getpass
 from datetime import datetime
 
 import click
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from saas.cli.settings import load_settings
 from saas.core.db import session_scope
@@ -69,12 +69,11 @@ def pause_job(name: str, reason: str | None) -> None:
     click.echo(f"{name} paused ({text}). Its slots are recorded as skipped until `saas jobs resume {name}`.")
 
 
-def _paused_range_start(session, pause: JobPause) -> datetime:
-    """The oldest slot this pause skipped (beat may skip unrun slots due just before it), or its start."""
-    oldest = session.scalar(select(func.min(JobRun.slot)).where(
+def _skipped_by(session, pause: JobPause) -> list[datetime]:
+    """The slots this pause skipped (its reason is on each), oldest first."""
+    return list(session.scalars(select(JobRun.slot).where(
         JobRun.job == pause.job, JobRun.dry_run.is_(False), JobRun.status == "skipped",
-        JobRun.error == pauses.skip_reason(pause)))
-    return min(oldest, pause.paused_at) if oldest else pause.paused_at
+        JobRun.error == pauses.skip_reason(pause)).order_by(JobRun.slot)))
 
 
 @click.command("resume")
@@ -85,32 +84,27 @@ def resume_job(name: str, run_skipped: bool) -> None:
     """Resume NAME. The slots skipped while it was paused stay skipped unless --backfill."""
     settings = load_settings()
     known_job(name, settings)
-    now = clock.now()
     with session_scope() as session:
         pause = pauses.pause_of(session, name)
         if pause is None:
             raise click.ClickException(f"{name} is not paused")
-        start = _paused_range_start(session, pause)
-        plans = []
-        if run_skipped:
-            try:  # before resuming: a range too long leaves the job paused, and says so
-                plans = backfill.plan_backfill(session, name, settings, start, now, now)
-            except backfill.BackfillError as exc:
-                raise click.ClickException(f"{exc}; {name} is still paused") from None
-        pauses.resume(session, name, cli_actor(), now)
+        skipped = _skipped_by(session, pause)
+        if run_skipped and len(skipped) > backfill.MAX_BACKFILL_SLOTS:  # checked before resuming
+            raise click.ClickException(
+                f"the pause skipped {len(skipped)} slots; backfill at most {backfill.MAX_BACKFILL_SLOTS} at a time "
+                f"(resume, then `saas jobs backfill {name} --from … --to …` in parts); {name} is still paused")
+        pauses.resume(session, name, cli_actor(), clock.now())
         session.commit()
-        skipped = session.scalar(select(func.count()).select_from(JobRun).where(
-            JobRun.job == name, JobRun.dry_run.is_(False), JobRun.status == "skipped",
-            JobRun.error == pauses.skip_reason(pause)))
     click.echo(f"{name} resumed (it was paused by {pause.paused_by} since "
                f"{pause.paused_at.astimezone(settings.tz).isoformat(timespec='seconds')}: {pause.reason}).")
-    local = start.astimezone(settings.tz).isoformat(timespec="minutes")
     if not run_skipped:
         if skipped:
-            click.echo(f"{skipped} slot(s) were skipped while it was paused; they stay skipped. Run them with "
-                       f"`saas jobs backfill {name} --from {local} --to <time>`.")
+            first = skipped[0].astimezone(settings.tz).isoformat(timespec="minutes")
+            last = skipped[-1].astimezone(settings.tz).isoformat(timespec="minutes")
+            click.echo(f"{len(skipped)} slot(s) were skipped while it was paused; they stay skipped. Run them with "
+                       f"`saas jobs backfill {name} --from {first} --to {last}`.")
         return
-    failed = _run_and_print([p.slot for p in plans if p.wanted], name, settings, dry_run=False)
+    failed = _run_and_print(skipped, name, settings, dry_run=False)
     if failed:
         raise click.ClickException(f"slot {failed} failed; the backfill stopped there (later slots not run)")
 

@@ -202,3 +202,15 @@ def test_a_skipped_slot_run_later_measures_its_own_run(settings):
     run = run_job(JOB, settings, utc(2025, 6, 1), now=later, explicit=True)
     assert run is not None and run.status == "succeeded"
     assert run.started_at == later and run.finished_at - run.started_at < timedelta(hours=1)
+
+
+def test_resume_with_backfill_runs_the_paused_slots_oldest_first(runner, settings, redis_client):
+    run_job(JOB, settings, utc(2025, 3, 1), now=utc(2025, 3, 1))
+    runner.invoke(jobs_group, ["pause", JOB, "--reason", "migration"])
+    for day in (2, 3):
+        tick(utc(2025, 3, day, 0, 1), redis_client, settings)
+    result = runner.invoke(jobs_group, ["resume", JOB, "--backfill"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if ": succeeded" in line]
+    assert [line.split()[0] for line in lines] == [utc(2025, 3, 2).isoformat(), utc(2025, 3, 3).isoformat()]
+    assert real_runs() == [(utc(2025, 3, d), "succeeded", 1) for d in (1, 2, 3)]

@@ -128,7 +128,7 @@ def test_run_page_shows_counts_error_attempts_and_dry_run_details(client, admin)
     run_id = add_run(slot=utc(2025, 3, 1), status="failed", attempts=3, scanned=40, changed=7, emails_queued=5,
                      error="OperationalError: connection lost")
     page = client.get(f"/admin/jobs/runs/{run_id}").get_data(as_text=True)
-    for text in ("Run #%d of %s" % (run_id, JOB), "OperationalError: connection lost", "<dd>3</dd>", "<dd>40</dd>",
+    for text in (f"Run #{run_id} of {JOB}", "OperationalError: connection lost", "<dd>3</dd>", "<dd>40</dd>",
                  "(its latest attempt)"):
         assert text in page, text
     dry = add_run(slot=utc(2025, 3, 1), dry_run=True, details={"would_purge": [{"user_id": 12}, {"user_id": 13}],
