@@ -4,7 +4,7 @@ Every tick sends each due slot of each nightly job as a task carrying the slot. 
 at-least-once: a Redis SET NX per (job, slot) keeps ticks (and replicas) from resending a slot
 that is queued but not claimed yet, and the ledger's unique (job, slot) makes any duplicate a
 logged no-op. Slots missed within CATCHUP_WINDOW are sent oldest first; older ones are recorded
-as `skipped`.
+as `skipped`. A paused job's due slots are recorded as `skipped` with the pause's reason.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from saas.core.db import session_scope
 from saas.core.queue import enqueue
 from saas.core.settings import Settings
 from saas.core.slots import latest_slot, slots_between
-from scheduled import clock, ledger
+from scheduled import clock, ledger, pauses
 from scheduled.models import JobRun
 from scheduled.tasks import run_job
 
@@ -45,6 +45,7 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
     """
     window_start = now - settings.catchup_window
     sent: list[tuple[str, datetime]] = []
+    paused = pauses.paused_jobs(session)
     for job, cron in settings.schedules.items():
         newest = session.scalar(select(func.max(JobRun.slot)).where(JobRun.job == job, JobRun.dry_run.is_(False)))
         if newest is None:
@@ -70,6 +71,11 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
                             "(%s in all)", job, recorded, len(missed))
         due = slots_between(cron, settings.tz, window_start, now)
         if not due:
+            continue
+        if job in paused:  # each slot that passes while paused is in the ledger as skipped, with the reason
+            recorded = ledger.record_skipped(session, job, due, now, pauses.skip_reason(paused[job]))
+            if recorded:
+                log.info("job %s is paused: %s slots recorded as skipped", job, recorded)
             continue
         for slot in ledger.slots_without_run(session, job, due, now):  # a dead run's slot is resent
             slot_iso = slot.astimezone(UTC).isoformat()

@@ -32,6 +32,8 @@ def claim(session: Session, job: str, slot: datetime, now: datetime, dry_run: bo
     `running` with a stale heartbeat, or one that `failed`, is taken over: attempts + 1, and its
     batch cursor in `details` is kept so finished batches are not redone. A `skipped` slot never
     ran, so an explicit run (a person's `saas jobs run` or "Run now") may claim it; beat never does.
+    A takeover restarts `started_at`: a run's duration is its latest attempt's (a skipped slot run
+    a day later shows its own run time, not the day).
     """
     if dry_run:
         run = JobRun(job=job, slot=slot, dry_run=True, status="running", started_at=now, heartbeat_at=now,
@@ -53,7 +55,8 @@ def claim(session: Session, job: str, slot: datetime, now: datetime, dry_run: bo
                    ((JobRun.status == "running") & (JobRun.heartbeat_at < now - STALE_AFTER))
                    | (JobRun.status == "failed")
                    | ((JobRun.status == "skipped") & literal(explicit)))
-            .values(status="running", attempts=JobRun.attempts + 1, heartbeat_at=now, finished_at=None, error=None)
+            .values(status="running", attempts=JobRun.attempts + 1, started_at=now, heartbeat_at=now,
+                    finished_at=None, error=None)
             .returning(JobRun.id)
         ).scalar_one_or_none()
         if run_id is not None:

@@ -39,3 +39,14 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Batch cursor and anything a job wants to report (a dry run's list, for example).
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class JobPause(Base):
+    """A paused job: beat records its slots as skipped with this reason until it is resumed."""
+
+    __tablename__ = "job_pauses"
+
+    job: Mapped[str] = mapped_column(String(50), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paused_by: Mapped[str] = mapped_column(String(100))  # "admin:3", "cli:alice"

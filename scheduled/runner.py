@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from saas.core.db import session_scope
 from saas.core.settings import Settings
 from saas.core.slots import latest_slot, next_slot
-from scheduled import clock, ledger, telemetry
+from scheduled import clock, ledger, pauses, telemetry
 from scheduled.jobs import JOBS
 from scheduled.models import JobRun
 
@@ -35,7 +35,8 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
 
     `slot` defaults to the newest slot at or before `now`. A failure is recorded on the run
     (status failed, error) and the run is returned; the next attempt resumes at its cursor.
-    `explicit` marks a person's request, which may run a slot recorded as skipped.
+    `explicit` marks a person's request, which may run a slot recorded as skipped, and runs even
+    while the job is paused; otherwise a paused job's slot is recorded as skipped and None returned.
     """
     cron = check_job(name, settings)
     frozen = now is not None
@@ -46,6 +47,12 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
             raise ValueError(f"{name} has no slot at or before {now.isoformat()}")
     slot = slot.astimezone(UTC)
     with session_scope() as session:
+        paused = None if explicit or dry_run else pauses.pause_of(session, name)
+        if paused is not None:  # sent before the pause: recorded as skipped, like the slots beat skips
+            ledger.record_skipped(session, name, [slot], now, pauses.skip_reason(paused))
+            session.commit()
+            log.info("job %s slot %s not run: the job is paused", name, slot.isoformat())
+            return None
         run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
             return None

@@ -9,7 +9,7 @@ from saas.core import runtime
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.queue import app
-from scheduled import runner
+from scheduled import backfill, runner
 from scheduled import watchdog as missed_slots
 from scheduled.dormancy import purge_user
 
@@ -22,6 +22,13 @@ def run_job(job: str, slot_iso: str, dry_run: bool = False, explicit: bool = Fal
     run = runner.run_job(job, runtime.settings(), datetime.fromisoformat(slot_iso), dry_run=dry_run,
                          explicit=explicit)
     return "already claimed" if run is None else run.status
+
+
+@app.task(name="scheduled.tasks.backfill_slots", soft_time_limit=BIG_RUN_SOFT_LIMIT, time_limit=BIG_RUN_SOFT_LIMIT + 300)
+def backfill_slots(job: str, slots_iso: list[str]) -> list[str]:
+    """The admin page's backfill: the slots oldest first, each through the ledger (once)."""
+    results = backfill.run_backfill(job, runtime.settings(), [datetime.fromisoformat(s) for s in slots_iso])
+    return ["already claimed" if r.run is None else r.run.status for r in results]
 
 
 @app.task(name="scheduled.tasks.purge_account")

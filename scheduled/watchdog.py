@@ -17,7 +17,7 @@ from saas.core.db import session_scope
 from saas.core.outbox import queue_email
 from saas.core.settings import Settings
 from saas.core.slots import slots_between
-from scheduled import clock, ledger
+from scheduled import clock, ledger, pauses
 
 log = logging.getLogger(__name__)
 GRACE = timedelta(minutes=10)
@@ -27,10 +27,13 @@ CHECK_EVERY = timedelta(minutes=2)
 def check_missed_slots(session: Session, now: datetime, settings: Settings) -> list[tuple[str, datetime]]:
     """Queue one admin email per slot due more than GRACE ago (within the catch-up window) with no run.
 
-    Returns the newly reported (job, slot) pairs; the caller commits.
+    Paused jobs are left out. Returns the newly reported (job, slot) pairs; the caller commits.
     """
     reported = []
+    paused = pauses.paused_jobs(session)
     for job, cron in settings.schedules.items():
+        if job in paused:  # a paused job is not expected to run; beat records its slots as skipped
+            continue
         due = slots_between(cron, settings.tz, now - settings.catchup_window, now - GRACE)
         if not due:
             continue

@@ -1,4 +1,5 @@
-"""`saas jobs`: list the nightly jobs, run a slot through the ledger, show the run history.
+"""`saas jobs`: list the nightly jobs, run a slot through the ledger, show the run history (pause,
+resume and backfill are in saas/cli/job_control.py).
 
 Crons use Celery's crontab fields (minute hour day-of-month month day-of-week). Celery ANDs
 day-of-month and day-of-week, so "0 1 8-14 * tue" is the second Tuesday of each month at 01:00;
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import click
 
+from saas.cli.job_control import backfill_job, pause_job, resume_job, say_if_paused
 from saas.cli.settings import load_settings
 from saas.core.db import session_scope
 from saas.core.settings import Settings
@@ -64,6 +66,7 @@ def run(name: str, at: str | None, dry_run: bool) -> None:
     if slot is None:
         raise click.ClickException(f"{name} has no slot at or before {moment.isoformat()}")
     local = slot.astimezone(settings.tz).isoformat()
+    say_if_paused(name, settings)
     result = run_job(name, settings, slot, dry_run=dry_run, explicit=True)
     if result is None:
         with session_scope() as session:
@@ -98,3 +101,8 @@ def history(name: str | None, limit: int) -> None:
         click.echo(f"#{r.id:<5} {r.job:<24} {r.slot.astimezone(tz).isoformat():<26} {r.status:<9}"
                    f"{' dry-run' if r.dry_run else ''} attempts {r.attempts} scanned {r.scanned} "
                    f"changed {r.changed} emails {r.emails_queued}{'  ' + r.error if r.error else ''}")
+
+
+jobs_group.add_command(pause_job)
+jobs_group.add_command(resume_job)
+jobs_group.add_command(backfill_job)

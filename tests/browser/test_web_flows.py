@@ -132,3 +132,34 @@ def test_no_page_breaks_its_content_security_policy(page, make_user, role):
         assert "script-src 'self'" in response.headers["content-security-policy"], path
         page.wait_for_load_state("networkidle")
     assert violations == []
+
+
+def test_jobs_page_pauses_a_job_and_refreshes_itself_when_a_run_finishes(page, make_user):
+    from playwright.sync_api import expect
+
+    from scheduled import ledger
+    from scheduled.models import JobRun
+
+    make_user(email="root@example.com", role="admin")
+    sign_in(page, "root@example.com")
+    page.goto("/admin/jobs")
+    job = page.locator('section[data-job="purge-dormant-accounts"]')
+    job.get_by_label("Why pause purge-dormant-accounts").fill("Legal hold on deletions")
+    job.get_by_role("button", name="Pause").click()
+    expect(job).to_contain_text("Paused by admin:")
+    expect(job).to_contain_text("Legal hold on deletions")
+
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        run = JobRun(job="flag-expiring-cards", slot=now - timedelta(hours=1), status="running", started_at=now,
+                     heartbeat_at=now)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    page.goto("/admin/jobs")
+    expect(page.locator("#jobs-live")).to_contain_text("1 run in progress")
+    with session_scope() as s:
+        ledger.finish(s, run_id, "succeeded", datetime.now(UTC))
+    row = page.locator(f'tr[data-run-id="{run_id}"]')  # the script reloads the page: no click, no navigation here
+    expect(row).to_contain_text("succeeded", timeout=20_000)
+    expect(page.locator("#jobs-live")).not_to_contain_text("in progress")

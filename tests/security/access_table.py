@@ -81,6 +81,11 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/admin/dormant/act", "POST"): admin("400"),
     ("/admin/jobs", "GET"): admin("200"),
     ("/admin/jobs/<name>/run", "POST"): admin("302"),
+    ("/admin/jobs/status.json", "GET"): admin("200"),
+    ("/admin/jobs/runs/<int:run_id>", "GET"): admin("200"),
+    ("/admin/jobs/<name>/pause", "POST"): admin("400"),  # an empty form has no reason
+    ("/admin/jobs/<name>/resume", "POST"): admin("302"),  # not paused: said on the page
+    ("/admin/jobs/<name>/backfill", "POST"): admin("400"),  # no slot chosen
     ("/admin/outbox", "GET"): admin("200"),
     ("/admin/outbox/<int:message_id>/retry", "POST"): admin("302"),
     ("/admin/audit", "GET"): admin("200"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 import smtplib
-from datetime import date
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import pytest
@@ -24,6 +24,7 @@ def world(settings, app, make_user, mail, sent):
     from saas.core.accounts import make_reset_token
     from saas.core.models import User
     from saas.core.outbox import OutboxMessage, queue_email
+    from scheduled.models import JobRun
 
     users = {role: make_user(email=f"{role}@example.com", role=role) for role in ("subscriber", "finance", "admin")}
     with session_scope() as s:
@@ -33,10 +34,11 @@ def world(settings, app, make_user, mail, sent):
                                status="done", progress=100, csv="a,b\n1,2\n")
         summary = FinanceSummary(period="daily", period_start=date(2026, 1, 1), period_end=date(2026, 1, 1),
                                  figures={}, csv="a,b\n")
-        s.add_all([report, summary])
+        run = JobRun(job="flag-expiring-cards", slot=datetime(2026, 1, 1, tzinfo=UTC), status="succeeded")
+        s.add_all([report, summary, run])
         s.flush()
         message_id = s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == "access:1"))
-        ids = {"message_id": message_id, "report_id": report.id, "summary_id": summary.id}
+        ids = {"message_id": message_id, "report_id": report.id, "summary_id": summary.id, "run_id": run.id}
     with app.test_request_context(), session_scope() as s:
         ids["token"] = make_reset_token(s.get(User, users["subscriber"].id), settings.secret_key)
     ids["op_id"] = progress.new_operation(users["subscriber"].id, "card")

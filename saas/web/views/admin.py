@@ -11,8 +11,6 @@ from saas.core.db import web_session
 from saas.core.models import AuditLog, User
 from saas.core.outbox import OutboxMessage, mark_outbox_dirty
 from saas.core.queue import enqueue_after_commit
-from saas.core.settings import JOB_NAMES
-from saas.core.slots import latest_slot
 from saas.web.extensions import app_settings, app_today
 from saas.web.login import role_required
 from saas.web.views.auth import is_local_path
@@ -24,9 +22,7 @@ from scheduled.dormancy import (
     review_reason_expr,
     review_reasons,
 )
-from scheduled.runner import job_overview
 from scheduled.tasks import purge_account
-from scheduled.tasks import run_job as run_job_task
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 RETRYABLE = ("failed", "pending")  # the outbox statuses Retry acts on (and the page offers it for)
@@ -166,34 +162,7 @@ def _safe_back(target: str | None) -> str:
     return url_for("admin.dormant")
 
 
-# ---- jobs ---------------------------------------------------------------------------------------
-
-@bp.get("/jobs")
-def jobs():
-    settings = app_settings()
-    overview = job_overview(web_session, settings, datetime.now(UTC))
-    return render_template("admin/jobs.html", jobs=overview, tz=settings.tz)
-
-
-@bp.post("/jobs/<name>/run")
-def run_job(name: str):
-    """Enqueue the job's latest slot through the ledger: a slot that already ran is a logged no-op,
-    a dry run records what it would do and changes nothing."""
-    if name not in JOB_NAMES:
-        abort(404)
-    settings = app_settings()
-    dry_run = request.form.get("dry_run") == "1"
-    slot = latest_slot(settings.schedules[name], settings.tz, datetime.now(UTC))
-    if slot is None:
-        abort(400, f"{name} has no slot before now.")
-    audit("job.dry-run" if dry_run else "job.run-now", "job", name, slot=slot.isoformat())
-    enqueue_after_commit(web_session, run_job_task, job=name, slot_iso=slot.isoformat(), dry_run=dry_run,
-                         explicit=True)
-    web_session.commit()
-    local = slot.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
-    flash(f"{'Dry run' if dry_run else 'Run'} of {name} for the {local} slot queued. "
-          "Its result appears below when it finishes.", "success")
-    return redirect(url_for("admin.jobs"))
+# ---- jobs: saas/web/views/admin_jobs.py -------------------------------------------------------
 
 
 # ---- outbox -------------------------------------------------------------------------------------
