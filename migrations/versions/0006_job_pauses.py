@@ -1,13 +1,13 @@
 """job pauses: a paused job's slots are recorded as skipped, with the reason, until it is resumed
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02 04:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
+revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
