@@ -32,7 +32,11 @@ def long_date(value: date | datetime | str | None, tz: tzinfo | None = None) -> 
     if value is None or value == "":
         return ""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+        written = value
+        try:
+            value = datetime.fromisoformat(written) if "T" in written else date.fromisoformat(written)
+        except ValueError:  # not a date after all (an old row's context): as it was written
+            return written
     if isinstance(value, datetime) and tz is not None and value.tzinfo is not None:
         value = value.astimezone(tz)
     return f"{value.day} {value:%B %Y}"

@@ -80,7 +80,7 @@ def test_one_plan_name_and_one_date_format(client, ana):
         assert "Pro (yearly)" in page and "Pro-Yearly" not in page and "pro-yearly</" not in page
         assert "Renews on 5 March 2031." in page and "<td data-label=\"Date\">5 March 2031</td>" in page, url
     assert long_date(datetime(2031, 3, 5, 23, 30, tzinfo=UTC)) == "5 March 2031"
-    assert long_date("2031-03-05") == "5 March 2031" and long_date(None) == ""
+    assert long_date("2031-03-05") == "5 March 2031" and long_date(None) == "" and long_date("soon") == "soon"
     assert plan_label("Pro", "year") == "Pro (yearly)" and plan_label("Pro", "month") == "Pro"
 
 
