@@ -84,6 +84,16 @@ def test_preview_is_the_hand_computed_proration_and_the_change_charges_it(placed
     assert (again["total"], again["starting_balance"], again["amount_due"], again["ending_balance"]) == (1333, -1333, 0, 0)
 
 
+def test_a_credit_pays_the_next_renewal_first(placed, stripe_emulator):
+    gateway.change_price(placed["sub"], placed["item"], "price_pro_monthly", placed["at"], "t-up")
+    gateway.change_price(placed["sub"], placed["item"], "price_starter_monthly", placed["at"], "t-down")  # -13.33
+    renewal = stripe_emulator.trigger("subscription.renewal", subscription=placed["sub"])
+    assert (renewal["total"], renewal["starting_balance"], renewal["amount_due"], renewal["ending_balance"]) == (
+        900, -1333, 0, -433)
+    assert renewal["status"] == "paid" and renewal["attempt_count"] == 0  # nothing was charged
+    assert gateway.client().v1.customers.retrieve(placed["customer"]).balance == -433
+
+
 def test_another_interval_starts_a_new_period(placed):
     changed = gateway.change_price(placed["sub"], placed["item"], "price_pro_yearly", placed["at"], "t-year")
     invoice = changed["latest_invoice"]
