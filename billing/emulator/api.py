@@ -479,15 +479,19 @@ def create_app(store: Store, account: Account) -> Flask:
 
     def proration_at(sub: dict[str, Any], behavior: str | None, at: int | None, where: str, op_key: str) -> int:
         """When the change is prorated from: `proration_date`, "within the current subscription period", else now.
-        Only `always_invoice` is emulated (the prorations invoiced and charged at once)."""
+        Only `always_invoice` is emulated (the prorations invoiced and charged at once). `where`: the hash the
+        two parameters are in ("" at the top level)."""
+
+        def param(name: str) -> str:
+            return f"{where}[{name}]" if where else name
+
         if behavior != "always_invoice":
-            raise not_emulated(f"{where}proration_behavior={behavior or 'create_prorations'}", op_key)
+            raise not_emulated(f"{param('proration_behavior')}={behavior or 'create_prorations'}", op_key)
         item = sub["items"]["data"][0]
-        now = int(time.time())
-        at = now if at is None else at
-        if not item["current_period_start"] <= at < item["current_period_end"] or at > now + 5:
-            raise invalid("The proration_date must be within the current subscription period (and not in the "
-                          "future).", f"{where}proration_date".replace("[]", ""))
+        at = int(time.time()) if at is None else at
+        if not item["current_period_start"] <= at < item["current_period_end"]:
+            raise invalid("The proration_date must be within the current subscription period.",
+                          param("proration_date"))
         return at
 
     @endpoint("POST /v1/subscriptions/{subscription_exposed_id}", {"cancel_at_period_end", "default_payment_method",
@@ -567,7 +571,7 @@ def create_app(store: Store, account: Account) -> Flask:
         if price["id"] == sub["items"]["data"][0]["price"]["id"]:
             raise not_emulated("a preview that changes nothing (the next renewal)", op_key)
         at = proration_at(sub, details.get("proration_behavior"), details.get("proration_date"),
-                          "subscription_details[]", op_key)
+                          "subscription_details", op_key)
         return account.preview_change(sub, price, at)
 
     @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)

@@ -105,8 +105,8 @@ def test_another_interval_starts_a_new_period(placed):
 
 
 @pytest.mark.parametrize(("details", "message"), [
-    ({"proration_behavior": "create_prorations"}, "proration_behavior=create_prorations"),
-    ({}, "proration_behavior=create_prorations"),
+    ({"proration_behavior": "create_prorations"}, r"subscription_details\[proration_behavior\]=create_prorations"),
+    ({}, r"subscription_details\[proration_behavior\]=create_prorations"),
     ({"proration_behavior": "always_invoice", "proration_date": 1}, "within the current subscription period"),
     ({"proration_behavior": "always_invoice", "item": "si_nope"}, "No such subscription_item"),
     ({"proration_behavior": "always_invoice", "price": "price_nope"}, "No such price"),
@@ -114,10 +114,12 @@ def test_another_interval_starts_a_new_period(placed):
 def test_the_emulator_refuses_what_stripe_refuses_or_it_does_not_model(placed, details, message):
     details = dict(details)
     item = {"id": details.pop("item", placed["item"]), "price": details.pop("price", "price_pro_monthly")}
-    with pytest.raises(stripe.InvalidRequestError, match=message):
+    with pytest.raises(stripe.InvalidRequestError, match=message) as refused:
         gateway.client().v1.invoices.create_preview({
             "customer": placed["customer"], "subscription": placed["sub"],
             "subscription_details": {"items": [item], **details}})
+    if "proration_date" in details:
+        assert refused.value.param == "subscription_details[proration_date]"
 
 
 def test_a_declined_change_changes_nothing(placed):
