@@ -117,7 +117,7 @@ class Account:
         for plan in PLANS.values():
             prod_id = f"prod_{plan.key.replace('-', '_')}"
             if prod_id not in self.store.data["products"]:
-                self.store.add(self.product({"id": prod_id, "name": plan.name}, now))
+                self.store.add(self.product({"id": prod_id, "name": plan.label}, now))
             if plan.price_id not in self.store.data["prices"]:
                 taken = any(p["lookup_key"] == plan.key for p in self.store.all("prices"))
                 self.store.add(self.price(plan, now, prod_id, None if taken else plan.key))
@@ -393,7 +393,7 @@ class Account:
         return schema.complete(schema.resource("price"), {
             "id": plan.price_id, "object": "price", "active": True, "billing_scheme": "per_unit", "created": created,
             "currency": plan.currency, "livemode": False, "lookup_key": lookup_key, "metadata": {},
-            "nickname": plan.name, "product": product,
+            "nickname": plan.label, "product": product,
             "recurring": {"interval": plan.interval, "interval_count": 1, "meter": None, "trial_period_days": None,
                           "usage_type": "licensed"},
             "tax_behavior": "unspecified", "type": "recurring", "unit_amount": plan.amount_cents,
