@@ -15,7 +15,7 @@ from billing.emulator.proration import change_lines, prorated, settle
 from billing.models import Invoice, Subscription
 from saas.core.db import session_scope
 from tests.billing.test_billing_emulator_flows import _enter_card, _follow_wait
-from tests.helpers import emulator_quiet
+from tests.helpers import emulator_quiet, wait_until
 
 DAY = 86400
 
@@ -131,6 +131,12 @@ def test_a_declined_change_changes_nothing(placed):
     assert gateway.retrieve_subscription(placed["sub"])["items"]["data"][0]["price"]["id"] == "price_starter_monthly"
 
 
+def _plan_of(user_id: int) -> tuple[str, int]:
+    with session_scope() as s:
+        sub = s.scalar(select(Subscription).where(Subscription.user_id == user_id))
+        return sub.plan, sub.amount_cents
+
+
 def _subscribed(client, stripe_emulator, make_user, auth, today, plan: str):
     user = make_user(email="chris@example.com", name="Chris")
     auth.login("chris@example.com")
@@ -169,11 +175,13 @@ def test_subscriber_changes_plan_seeing_the_proration_first(stripe_emulator, cel
 
     done = _follow_wait(client, client.post(urlsplit(confirm_url).path))
     assert done.endswith("/billing")
+    # The task's own write may yield to an event of the same second until the change's webhook arrives
+    # (docs/reliability.md, "webhooks within one second"): wait for the row to show it.
+    wait_until(lambda: _plan_of(user.id) == ("pro", 2900), "the subscription on Pro")
     with session_scope() as s:
-        sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
         newest = s.scalars(select(Invoice).where(Invoice.user_id == user.id).order_by(Invoice.id.desc())).first()
-        assert (sub.plan, sub.amount_cents) == ("pro", 2900)
         assert newest.amount_cents == credit + charge and newest.invoice_pdf and newest.hosted_invoice_url
+        s.expunge(newest)
     page = client.get("/billing").get_data(as_text=True)
     assert "You are now on Pro." in page and newest.invoice_pdf in page and newest.hosted_invoice_url in page
     # A preview confirms once; an unknown one says it expired.
@@ -193,9 +201,15 @@ def test_subscriber_cancels_with_a_reason_kept_for_finance(stripe_emulator, cele
     text = long.get_data(as_text=True)
     assert long.status_code == 400 and "500 characters" in text and "x" * 501 in text  # kept as typed
     _follow_wait(client, client.post("/billing/cancel", data={"reason": "too_expensive", "comment": "Too dear now"}))
-    with session_scope() as s:
-        sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
-        assert (sub.cancel_at_period_end, sub.cancel_reason, sub.cancel_comment) == (True, "too_expensive", "Too dear now")
+
+    def cancelled() -> Subscription | None:
+        with session_scope() as s:
+            sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
+            s.expunge(sub)
+            return sub if sub.cancel_at_period_end else None
+
+    sub = wait_until(cancelled, "the cancellation on the row")  # same-second race: see above
+    assert (sub.cancel_reason, sub.cancel_comment) == ("too_expensive", "Too dear now")
     details = gateway.retrieve_subscription(sub.stripe_subscription_id)["cancellation_details"]
     assert (details["feedback"], details["comment"], details["reason"]) == ("too_expensive", "Too dear now",
                                                                             "cancellation_requested")
