@@ -167,9 +167,10 @@ def preview_plan_change(session: Session, user: User, plan_key: str) -> dict[str
 
 
 def change_plan(session: Session, user: User, plan_key: str, price_id: str, proration_date: int,
-                attempt: str) -> Subscription:
+                attempt: str) -> tuple[Subscription, dict[str, Any]]:
     """Move the subscription to the previewed plan at the preview's proration date: the prorations are
-    invoiced and charged at once (a declined card changes nothing)."""
+    invoiced and charged at once (a declined card changes nothing). The subscription, and the change's
+    invoice as Stripe returned it."""
     sub, plan = _changeable(session, user, plan_key)
     if _current_price(plan)["id"] != price_id:
         raise BillingError("The price of that plan changed since you looked. Please preview the change again.")
@@ -177,6 +178,8 @@ def change_plan(session: Session, user: User, plan_key: str, price_id: str, pror
     started = _now()
     obj = gateway.change_price(sub.stripe_subscription_id, item["id"], price_id, proration_date, attempt)
     sub = records.upsert_subscription(session, user.id, obj, started)
-    if isinstance(obj.get("latest_invoice"), dict):
-        records.upsert_invoice(session, user, obj["latest_invoice"], started)
-    return sub
+    latest = obj.get("latest_invoice")
+    invoice: dict[str, Any] = latest if isinstance(latest, dict) else {}
+    if invoice:
+        records.upsert_invoice(session, user, invoice, started)
+    return sub, invoice

@@ -16,7 +16,7 @@ from billing.records import local_today
 from saas.core import runtime
 from saas.core.backoff import backoff_seconds
 from saas.core.db import session_scope
-from saas.core.formatting import brand_name, long_date
+from saas.core.formatting import brand_name, long_date, money
 from saas.core.models import User
 from saas.core.queue import app, enqueue
 
@@ -121,9 +121,18 @@ def preview_plan_change(self, user_id: int, plan_key: str, op_id: str, confirm_u
 
 @app.task(name="billing.tasks.change_plan", bind=True, max_retries=3)
 def change_plan(self, user_id: int, plan_key: str, price_id: str, proration_date: int, op_id: str) -> None:
+    def done(changed) -> tuple[str, None]:
+        sub, invoice = changed
+        said = f"You are now on {label_for(sub.plan)}."
+        currency = invoice.get("currency") or sub.currency
+        if invoice.get("amount_due"):
+            said += f" {money(invoice['amount_due'], currency)} was charged to your card."
+        if (invoice.get("ending_balance") or 0) < 0:
+            said += f" {money(-invoice['ending_balance'], currency)} of credit pays your next invoices."
+        return said, None
+
     _operate(self, op_id, user_id,
-             lambda s, u: subscriptions.change_plan(s, u, plan_key, price_id, proration_date, op_id),
-             lambda sub: (f"You are now on {label_for(sub.plan)}.", None))
+             lambda s, u: subscriptions.change_plan(s, u, plan_key, price_id, proration_date, op_id), done)
 
 
 @app.task(name="billing.tasks.delete_stripe_customer", bind=True, max_retries=10)

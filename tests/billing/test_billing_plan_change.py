@@ -183,7 +183,8 @@ def test_subscriber_changes_plan_seeing_the_proration_first(stripe_emulator, cel
         assert newest.amount_cents == credit + charge and newest.invoice_pdf and newest.hosted_invoice_url
         s.expunge(newest)
     page = client.get("/billing").get_data(as_text=True)
-    assert "You are now on Pro." in page and newest.invoice_pdf in page and newest.hosted_invoice_url in page
+    assert f"You are now on Pro. {(credit + charge) / 100:,.2f} USD was charged to your card." in page
+    assert newest.invoice_pdf in page and newest.hosted_invoice_url in page
     # A preview confirms once; an unknown one says it expired.
     again = client.post(urlsplit(confirm_url).path)
     assert again.status_code == 303 and "/billing" in again.headers["Location"]
