@@ -19,7 +19,7 @@ from billing.current import (
 )
 from billing.expiry import ExpiryWindow
 from billing.models import CANCEL_COMMENT_MAX, CANCEL_REASONS, Card, Subscription
-from billing.plans import PLANS, Plan
+from billing.plans import PLANS, Plan, label_for
 from saas.core.models import User
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,16 @@ def preview_plan_change(session: Session, user: User, plan_key: str) -> dict[str
     return {"plan_key": plan.key, "price_id": price["id"], "proration_date": proration_date,
             "currency": preview["currency"], "amount_due": preview["amount_due"], "total": preview["total"],
             "credit_left": -min(0, preview.get("ending_balance") or 0),
-            "lines": [{"description": line.get("description") or "", "amount": line["amount"]}
-                      for line in preview["lines"]["data"]]}
+            "lines": [_preview_line(line, label_for(sub.plan), plan.label) for line in preview["lines"]["data"]]}
+
+
+def _preview_line(line: dict[str, Any], old_label: str, new_label: str) -> dict[str, Any]:
+    """A preview line in our words: a credit for the old plan's unused time, a charge for the new plan's
+    remaining time, or (another interval) the new plan's whole first period; with its period (Unix times)."""
+    details = (line.get("parent") or {}).get("subscription_item_details") or {}
+    kind = "credit" if line["amount"] < 0 else "remaining" if details.get("proration") else "period"
+    return {"kind": kind, "plan": old_label if kind == "credit" else new_label, "amount": line["amount"],
+            "start": line["period"]["start"], "end": line["period"]["end"]}
 
 
 def change_plan(session: Session, user: User, plan_key: str, price_id: str, proration_date: int,

@@ -170,6 +170,9 @@ def test_subscriber_changes_plan_seeing_the_proration_first(stripe_emulator, cel
     assert [line["amount"] for line in preview["lines"]] == [credit, charge]
     assert preview["amount_due"] == credit + charge
     page = client.get(urlsplit(confirm_url).path).get_data(as_text=True)
+    assert [(line["kind"], line["plan"], line["end"]) for line in preview["lines"]] == [
+        ("credit", "Starter", end), ("remaining", "Pro", end)]
+    assert "Unused time on Starter, to " in page and "Remaining time on Pro, to " in page
     assert "Change to Pro" in page and f'data-amount-due="{credit + charge}"' in page
     assert f"{(credit + charge) / 100:,.2f} USD" in page and "Confirm the change" in page
 
