@@ -93,7 +93,7 @@ def sync_card(self, user_id: int, checkout_id: str, op_id: str) -> None:
 @app.task(name="billing.tasks.subscribe", bind=True, max_retries=3)
 def subscribe(self, user_id: int, plan_key: str, op_id: str) -> None:
     _operate(self, op_id, user_id, lambda s, u: subscriptions.subscribe(s, u, plan_key, op_id),
-             lambda sub: (f"You are subscribed to {label_for(sub.plan)}. Thank you!", None))
+             lambda sub: (f"You are subscribed to {label_for(plan_key)}. Thank you!", None))
 
 
 @app.task(name="billing.tasks.set_cancel_at_period_end", bind=True, max_retries=3)
@@ -120,10 +120,12 @@ def preview_plan_change(self, user_id: int, plan_key: str, op_id: str, confirm_u
 
 
 @app.task(name="billing.tasks.change_plan", bind=True, max_retries=3)
-def change_plan(self, user_id: int, plan_key: str, price_id: str, proration_date: int, op_id: str) -> None:
+def change_plan(self, user_id: int, plan_key: str, price_id: str, proration_date: int, op_id: str,
+                attempt: str | None = None) -> None:
+    """Apply a previewed change; `attempt` (the preview's id) keys it at Stripe, so it is made once per preview."""
     def done(changed) -> tuple[str, None]:
-        sub, invoice = changed
-        said = f"You are now on {label_for(sub.plan)}."
+        sub, invoice = changed  # (Stripe made the change; the row may wait for its webhook: say plan_key)
+        said = f"You are now on {label_for(plan_key)}."
         currency = invoice.get("currency") or sub.currency
         if invoice.get("amount_due"):
             said += f" {money(invoice['amount_due'], currency)} was charged to your card."
@@ -132,7 +134,8 @@ def change_plan(self, user_id: int, plan_key: str, price_id: str, proration_date
         return said, None
 
     _operate(self, op_id, user_id,
-             lambda s, u: subscriptions.change_plan(s, u, plan_key, price_id, proration_date, op_id), done)
+             lambda s, u: subscriptions.change_plan(s, u, plan_key, price_id, proration_date, attempt or op_id),
+             done)
 
 
 @app.task(name="billing.tasks.delete_stripe_customer", bind=True, max_retries=10)

@@ -31,8 +31,8 @@ class CancelForm(FlaskForm):
                             validators=[Length(max=CANCEL_COMMENT_MAX)])
 
 
-def _overview(**extra):
-    return {**subscriptions.overview(web_session, current_user.id), **extra}
+def _overview() -> dict:
+    return subscriptions.overview(web_session, current_user.id)
 
 
 def _start(kind: str, task, task_args) -> Response:
@@ -136,17 +136,19 @@ def _preview(op_id: str) -> dict | None:
 @login_required
 def confirm_plan(op_id: str):
     """The previewed change, to confirm (POST applies it, in a worker, at the preview's proration date)."""
-    preview = _preview(op_id)
-    if preview is None:
+    preview, overview = _preview(op_id), _overview()
+    sub = overview["subscription"]
+    if preview is None or sub is None or sub.status not in ("active", "trialing") or preview["plan_key"] not in PLANS:
         flash("That price preview has expired. Choose the plan again to see what it costs now.", "error")
         return redirect(url_for("billing.index"), 303)
     if request.method == "GET":
         return render_template("billing/change_plan.html", preview=preview, plan=PLANS[preview["plan_key"]],
-                               op_id=op_id, **_overview())
+                               op_id=op_id, **overview)
     progress.set_state(op_id, preview=None)  # one confirmation per preview
+    # The preview's id is the change's attempt: a second confirmation that slips in replays the first at Stripe.
     return _start("plan", tasks.change_plan, lambda op: {
         "user_id": current_user.id, "plan_key": preview["plan_key"], "price_id": preview["price_id"],
-        "proration_date": preview["proration_date"], "op_id": op})
+        "proration_date": preview["proration_date"], "op_id": op, "attempt": op_id})
 
 
 @bp.post("/resume")
