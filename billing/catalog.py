@@ -1,5 +1,6 @@
 """The plan catalog (billing/plans.py) in a Stripe account: one product and one price per plan, the price
-found by its `lookup_key` (the plan key), so no price id is configured anywhere.
+found by its `lookup_key` (the plan key), so no price id is configured anywhere. Products and prices are
+named by the plan's label ("Pro (yearly)"), so Stripe's invoices, pages and PDFs name plans as ours do.
 
 `sync_plans` makes the account match the catalog and is safe to run again: a plan whose price already has
 the plan's amount, currency and interval changes nothing; a changed amount (prices are immutable) makes a
@@ -38,19 +39,19 @@ def _matches(price: dict, plan: Plan) -> bool:
 def _ensure_product(plan: Plan, current: dict | str | None) -> tuple[str, list[str]]:
     """The product the plan's price belongs to, created or renamed as needed; and what was done."""
     if isinstance(current, dict):
-        if current.get("name") == plan.name and current.get("active"):
+        if current.get("name") == plan.label and current.get("active"):
             return current["id"], []
-        gateway.update_product(current["id"], plan.name)
-        return current["id"], [f"{plan.key}: product {current['id']} renamed to {plan.name!r}"]
+        gateway.update_product(current["id"], plan.label)
+        return current["id"], [f"{plan.key}: product {current['id']} renamed to {plan.label!r}"]
     if isinstance(current, str):
         return current, []
     try:
-        gateway.create_product(product_id(plan), plan.name)
+        gateway.create_product(product_id(plan), plan.label)
         return product_id(plan), [f"{plan.key}: product {product_id(plan)} created"]
     except gateway.NotFound:
         raise
     except gateway.GatewayError:  # already there (an earlier run stopped before its price was made)
-        gateway.update_product(product_id(plan), plan.name)
+        gateway.update_product(product_id(plan), plan.label)
         return product_id(plan), []
 
 
@@ -68,7 +69,7 @@ def sync_plans(plans: Iterable[Plan]) -> list[str]:
         changes += done
         if price is not None and _matches(price, plan):
             continue
-        new = gateway.create_price(prod, plan.key, plan.amount_cents, plan.currency, plan.interval, plan.name,
+        new = gateway.create_price(prod, plan.key, plan.amount_cents, plan.currency, plan.interval, plan.label,
                                    transfer=price is not None)
         changes.append(f"{plan.key}: price {new['id']} created ({plan.amount_cents} {plan.currency} per "
                        f"{plan.interval})" + (f", lookup_key moved from {price['id']}" if price else ""))

@@ -202,10 +202,37 @@ def list_events(created_gte: int) -> Iterator[dict]:
     return _every(client().v1.events.list, {"created": {"gte": created_gte}, "limit": 100})
 
 
-def set_cancel_at_period_end(subscription_id: str, cancel: bool, attempt: str) -> dict:
-    """https://docs.stripe.com/api/subscriptions/update (cancel_at_period_end: cancel, or resume)"""
-    return _call(client().v1.subscriptions.update, subscription_id, {"cancel_at_period_end": cancel},
+def set_cancel_at_period_end(subscription_id: str, cancel: bool, attempt: str,
+                             feedback: str | None = None, comment: str | None = None) -> dict:
+    """https://docs.stripe.com/api/subscriptions/update (cancel_at_period_end: cancel, or resume; a cancellation
+    carries the subscriber's `cancellation_details`: feedback, one of Stripe's reasons, and a comment)"""
+    params: dict[str, Any] = {"cancel_at_period_end": cancel}
+    if cancel and (feedback or comment):
+        params["cancellation_details"] = {"feedback": feedback or "", "comment": comment or ""}
+    return _call(client().v1.subscriptions.update, subscription_id, params,
                  _key("subscription-cancel-at-period-end", subscription_id, cancel, attempt))
+
+
+def preview_price_change(customer_id: str, subscription_id: str, item_id: str, price_id: str,
+                         proration_date: int) -> dict:
+    """https://docs.stripe.com/api/invoices/create_preview (the invoice a change of the subscription's item to
+    `price_id` at `proration_date` makes: the prorations, invoiced at once)"""
+    params: dict[str, Any] = {"customer": customer_id, "subscription": subscription_id, "subscription_details": {
+        "items": [{"id": item_id, "price": price_id}], "proration_behavior": "always_invoice",
+        "proration_date": proration_date}}
+    return _call(client().v1.invoices.create_preview, params)
+
+
+def change_price(subscription_id: str, item_id: str, price_id: str, proration_date: int, attempt: str) -> dict:
+    """https://docs.stripe.com/api/subscriptions/update (items[0][price]: the new plan's price, prorated from the
+    same `proration_date` as its preview so the charge is the one shown, invoiced and charged at once; a
+    declined charge is an error and changes nothing)"""
+    params: dict[str, Any] = {
+        "items": [{"id": item_id, "price": price_id}], "proration_behavior": "always_invoice",
+        "proration_date": proration_date, "payment_behavior": "error_if_incomplete", "expand": ["latest_invoice"],
+    }
+    return _call(client().v1.subscriptions.update, subscription_id, params,
+                 _key("subscription-change-price", subscription_id, price_id, attempt))
 
 
 def cancel_subscription(subscription_id: str) -> dict:

@@ -12,6 +12,14 @@ from saas.core.db import Base, utcnow
 
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "incomplete", "incomplete_expired", "unpaid", "paused")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+# Stripe's `cancellation_details.feedback` values, in the words the cancel page offers them.
+CANCEL_REASONS = {
+    "too_expensive": "It is too expensive", "missing_features": "Some features are missing",
+    "switched_service": "I switched to another service", "unused": "I don't use it enough",
+    "customer_service": "Customer service was not good enough", "too_complex": "It is too hard to use",
+    "low_quality": "Quality was not good enough", "other": "Another reason",
+}
+CANCEL_COMMENT_MAX = 500
 
 
 class Card(Base):
@@ -71,6 +79,9 @@ class Subscription(Base):
     current_period_end: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     canceled_at: Mapped[datetime | None]
+    # Why the subscriber cancelled (kept for finance): one of CANCEL_REASONS, and their own words.
+    cancel_reason: Mapped[str | None] = mapped_column(String(30))
+    cancel_comment: Mapped[str | None] = mapped_column(String(CANCEL_COMMENT_MAX))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # `created` of the newest Stripe event applied: an older event never moves the row backwards.
@@ -122,6 +133,7 @@ class Invoice(Base):
     first_failed_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)
     hosted_invoice_url: Mapped[str | None] = mapped_column(Text)  # where the subscriber pays or confirms it
+    invoice_pdf: Mapped[str | None] = mapped_column(Text)  # its PDF, at Stripe
     action_required_at: Mapped[datetime | None]  # the bank asked the subscriber to authenticate the payment
     customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_name: Mapped[str | None] = mapped_column(String(200))

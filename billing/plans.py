@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, case
 from sqlalchemy.orm import InstrumentedAttribute
 
+from saas.core.formatting import plan_label
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -18,6 +20,11 @@ class Plan:
     currency: str
     interval: str  # "month" or "year"
 
+    @property
+    def label(self) -> str:
+        """The plan's name as people read it everywhere ("Pro (yearly)")."""
+        return plan_label(self.name, self.interval)
+
 
 # The same ids exist in the Stripe account (and in the emulator, which reads this catalog).
 PLANS: dict[str, Plan] = {
@@ -25,7 +32,7 @@ PLANS: dict[str, Plan] = {
     for plan in (
         Plan("starter", "Starter", "price_starter_monthly", 900, "usd", "month"),
         Plan("pro", "Pro", "price_pro_monthly", 2900, "usd", "month"),
-        Plan("pro-yearly", "Pro, billed yearly", "price_pro_yearly", 29000, "usd", "year"),
+        Plan("pro-yearly", "Pro", "price_pro_yearly", 29000, "usd", "year"),
     )
 }
 
@@ -45,3 +52,9 @@ def monthly_cents_sql(amount_cents: ColumnElement[int] | InstrumentedAttribute[i
 def plan_for_price(price_id: str) -> Plan | None:
     """The plan a Stripe price belongs to (webhooks name prices, not plans)."""
     return next((plan for plan in PLANS.values() if plan.price_id == price_id), None)
+
+
+def label_for(plan_key: str) -> str:
+    """The label of a subscription's plan key; a key the catalog no longer has (a price id) as it is."""
+    plan = PLANS.get(plan_key)
+    return plan.label if plan else plan_key

@@ -234,7 +234,7 @@ def upsert_invoice(session: Session, user: User | None, obj: dict[str, Any], cre
         "period_start": from_ts(period_start), "period_end": from_ts(period_end),
         "paid_at": from_ts((obj.get("status_transitions") or {}).get("paid_at")),
         "customer_email": obj.get("customer_email"), "customer_name": obj.get("customer_name"),
-        "hosted_invoice_url": obj.get("hosted_invoice_url"),
+        "hosted_invoice_url": obj.get("hosted_invoice_url"), "invoice_pdf": obj.get("invoice_pdf"),
     }
     session.execute(
         insert(Invoice).values(user_id=user.id if user else None, subscription_id=sub.id if sub else None,

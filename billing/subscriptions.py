@@ -1,7 +1,8 @@
-"""The subscriber's billing actions: subscribe, replace the card, cancel at period end, resume."""
+"""The subscriber's billing actions: subscribe, replace the card, change plan, cancel at period end, resume."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -17,8 +18,8 @@ from billing.current import (
     recent_invoices,
 )
 from billing.expiry import ExpiryWindow
-from billing.models import Card, Subscription
-from billing.plans import PLANS
+from billing.models import CANCEL_COMMENT_MAX, CANCEL_REASONS, Card, Subscription
+from billing.plans import PLANS, Plan, label_for
 from saas.core.models import User
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,86 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
     return sub
 
 
-def set_cancel_at_period_end(session: Session, user: User, cancel: bool, attempt: str) -> Subscription:
-    """Cancel at the end of the paid period (cancel=True) or take that back (cancel=False)."""
+def set_cancel_at_period_end(session: Session, user: User, cancel: bool, attempt: str,
+                             reason: str | None = None, comment: str | None = None) -> Subscription:
+    """Cancel at the end of the paid period (cancel=True) or take that back (cancel=False). A cancellation's
+    reason (one of CANCEL_REASONS) and comment go to Stripe's cancellation_details and stay on our row for
+    finance; resuming clears them."""
     sub = current_subscription(session, user.id)
     if sub is None or sub.status not in ("active", "trialing", "past_due"):
         raise BillingError("You have no active subscription.")
+    if reason is not None and reason not in CANCEL_REASONS:
+        raise BillingError("Choose one of the reasons listed.")
+    comment = (comment or "").strip()[:CANCEL_COMMENT_MAX] or None
     started = records.before_stripe_call()
-    obj = gateway.set_cancel_at_period_end(sub.stripe_subscription_id, cancel, attempt)
-    return records.upsert_subscription(session, user.id, obj, started)
+    obj = gateway.set_cancel_at_period_end(sub.stripe_subscription_id, cancel, attempt, reason, comment)
+    sub = records.upsert_subscription(session, user.id, obj, started)
+    sub.cancel_reason, sub.cancel_comment = (reason, comment) if cancel else (None, None)
+    return sub
+
+
+def _changeable(session: Session, user: User, plan_key: str) -> tuple[Subscription, Plan]:
+    """The live subscription a plan change applies to, and the plan it moves to; BillingError if it cannot."""
+    plan = PLANS.get(plan_key)
+    if plan is None:
+        raise BillingError("That plan does not exist.")
+    sub = current_subscription(session, user.id)
+    if sub is None or sub.status not in ("active", "trialing"):
+        raise BillingError("You can change plans while your subscription is active.")
+    if sub.cancel_at_period_end:
+        raise BillingError("Your subscription ends at the end of the period: resume it first to change plans.")
+    if sub.plan == plan.key:
+        raise BillingError(f"You are already on {plan.label}.")
+    return sub, plan
+
+
+def _current_price(plan: Plan) -> dict:
+    try:
+        return catalog.find_price(plan)
+    except catalog.PlanUnavailable:
+        log.error("plan %s has no active price in Stripe: run `saas stripe sync-plans`", plan.key)
+        raise BillingError("That plan cannot be bought just now. Please try again later.") from None
+
+
+def preview_plan_change(session: Session, user: User, plan_key: str) -> dict[str, Any]:
+    """What Stripe would invoice now to move the subscription to `plan_key` (invoices.create_preview): the
+    proration lines, the amount due and any credit left on the balance, with the proration date the change
+    must then use so that it charges exactly this. JSON values, kept with the waiting operation."""
+    sub, plan = _changeable(session, user, plan_key)
+    price = _current_price(plan)
+    item = gateway.retrieve_subscription(sub.stripe_subscription_id)["items"]["data"][0]
+    proration_date = int(time.time())
+    preview = gateway.preview_price_change(user.stripe_customer_id or "", sub.stripe_subscription_id, item["id"],
+                                           price["id"], proration_date)
+    return {"plan_key": plan.key, "price_id": price["id"], "proration_date": proration_date,
+            "currency": preview["currency"], "amount_due": preview["amount_due"], "total": preview["total"],
+            "credit_left": -min(0, preview.get("ending_balance") or 0),
+            "lines": [_preview_line(line, label_for(sub.plan), plan.label) for line in preview["lines"]["data"]]}
+
+
+def _preview_line(line: dict[str, Any], old_label: str, new_label: str) -> dict[str, Any]:
+    """A preview line in our words: a credit for the old plan's unused time, a charge for the new plan's
+    remaining time, or (another interval) the new plan's whole first period; with its period (Unix times)."""
+    details = (line.get("parent") or {}).get("subscription_item_details") or {}
+    kind = "credit" if line["amount"] < 0 else "remaining" if details.get("proration") else "period"
+    return {"kind": kind, "plan": old_label if kind == "credit" else new_label, "amount": line["amount"],
+            "start": line["period"]["start"], "end": line["period"]["end"]}
+
+
+def change_plan(session: Session, user: User, plan_key: str, price_id: str, proration_date: int,
+                attempt: str) -> tuple[Subscription, dict[str, Any]]:
+    """Move the subscription to the previewed plan at the preview's proration date: the prorations are
+    invoiced and charged at once (a declined card changes nothing). The subscription, and the change's
+    invoice as Stripe returned it."""
+    sub, plan = _changeable(session, user, plan_key)
+    if _current_price(plan)["id"] != price_id:
+        raise BillingError("The price of that plan changed since you looked. Please preview the change again.")
+    item = gateway.retrieve_subscription(sub.stripe_subscription_id)["items"]["data"][0]
+    started = records.before_stripe_call()
+    obj = gateway.change_price(sub.stripe_subscription_id, item["id"], price_id, proration_date, attempt)
+    sub = records.upsert_subscription(session, user.id, obj, started)
+    latest = obj.get("latest_invoice")
+    invoice: dict[str, Any] = latest if isinstance(latest, dict) else {}
+    if invoice:
+        records.upsert_invoice(session, user, invoice, started)
+    return sub, invoice

@@ -11,11 +11,12 @@ from sqlalchemy import select, update
 from billing import gateway, handlers, progress, subscriptions
 from billing.expiry import ExpiryWindow
 from billing.models import StripeEvent
+from billing.plans import label_for
 from billing.records import local_today
 from saas.core import metrics, runtime
 from saas.core.backoff import backoff_seconds
 from saas.core.db import session_scope
-from saas.core.formatting import brand_name
+from saas.core.formatting import brand_name, long_date, money
 from saas.core.models import User
 from saas.core.queue import app, enqueue
 
@@ -102,18 +103,49 @@ def sync_card(self, user_id: int, checkout_id: str, op_id: str) -> None:
 @app.task(name="billing.tasks.subscribe", bind=True, max_retries=3)
 def subscribe(self, user_id: int, plan_key: str, op_id: str) -> None:
     _operate(self, op_id, user_id, lambda s, u: subscriptions.subscribe(s, u, plan_key, op_id),
-             lambda sub: (f"You are subscribed to {sub.plan}. Thank you!", None))
+             lambda sub: (f"You are subscribed to {label_for(plan_key)}. Thank you!", None))
 
 
 @app.task(name="billing.tasks.set_cancel_at_period_end", bind=True, max_retries=3)
-def set_cancel_at_period_end(self, user_id: int, cancel: bool, op_id: str) -> None:
+def set_cancel_at_period_end(self, user_id: int, cancel: bool, op_id: str, reason: str | None = None,
+                             comment: str | None = None) -> None:
     def done(sub) -> tuple[str, None]:
         if cancel:
-            end = sub.current_period_end.date().isoformat() if sub.current_period_end else "the end of the period"
+            end = long_date(sub.current_period_end, runtime.settings().tz) or "the end of the period"
             return f"Your subscription ends on {end}. You can resume it until then.", None
         return "Your subscription will continue. Welcome back!", None
 
-    _operate(self, op_id, user_id, lambda s, u: subscriptions.set_cancel_at_period_end(s, u, cancel, op_id), done)
+    _operate(self, op_id, user_id,
+             lambda s, u: subscriptions.set_cancel_at_period_end(s, u, cancel, op_id, reason, comment), done)
+
+
+@app.task(name="billing.tasks.preview_plan_change", bind=True, max_retries=3)
+def preview_plan_change(self, user_id: int, plan_key: str, op_id: str, confirm_url: str) -> None:
+    """Ask Stripe what the change would charge; the waiting page then shows it on `confirm_url`."""
+    def done(preview: dict) -> tuple[str, str]:
+        progress.set_state(op_id, preview=preview)
+        return "Here is what the change costs.", confirm_url
+
+    _operate(self, op_id, user_id, lambda s, u: subscriptions.preview_plan_change(s, u, plan_key), done)
+
+
+@app.task(name="billing.tasks.change_plan", bind=True, max_retries=3)
+def change_plan(self, user_id: int, plan_key: str, price_id: str, proration_date: int, op_id: str,
+                attempt: str | None = None) -> None:
+    """Apply a previewed change; `attempt` (the preview's id) keys it at Stripe, so it is made once per preview."""
+    def done(changed) -> tuple[str, None]:
+        sub, invoice = changed  # (Stripe made the change; the row may wait for its webhook: say plan_key)
+        said = f"You are now on {label_for(plan_key)}."
+        currency = invoice.get("currency") or sub.currency
+        if invoice.get("amount_due"):
+            said += f" {money(invoice['amount_due'], currency)} was charged to your card."
+        if (invoice.get("ending_balance") or 0) < 0:
+            said += f" {money(-invoice['ending_balance'], currency)} of credit pays your next invoices."
+        return said, None
+
+    _operate(self, op_id, user_id,
+             lambda s, u: subscriptions.change_plan(s, u, plan_key, price_id, proration_date, attempt or op_id),
+             done)
 
 
 @app.task(name="billing.tasks.delete_stripe_customer", bind=True, max_retries=10)

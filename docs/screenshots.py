@@ -75,7 +75,9 @@ def serve(settings: Settings):
 def photograph(base_url: str) -> list[Path]:
     from playwright.sync_api import sync_playwright  # here: Playwright is in the test extra only
 
-    shots = [("ana@example.com", "/dashboard", "dashboard.png"),
+    shots = [(None, "/", "landing.png"),
+             ("ana@example.com", "/dashboard", "dashboard.png"),
+             ("ana@example.com", "/billing", "billing.png"),
              ("admin@example.com", "/admin/dormant", "admin-dormant.png"),
              ("finance@example.com", "/finance/reports", "finance-progress.png")]
     written = []
@@ -85,11 +87,12 @@ def photograph(base_url: str) -> list[Path]:
             context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 800},
                                           device_scale_factor=1)
             page = context.new_page()
-            page.goto("/login")
-            page.get_by_label("Email").fill(email)
-            page.get_by_label("Password").fill(DEV_PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url("**/dashboard")
+            if email:  # None: the page a visitor sees
+                page.goto("/login")
+                page.get_by_label("Email").fill(email)
+                page.get_by_label("Password").fill(DEV_PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url("**/dashboard")
             page.goto(path)
             page.wait_for_load_state("networkidle") if path != "/finance/reports" else page.wait_for_timeout(500)
             target = OUT / name

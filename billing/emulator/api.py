@@ -29,7 +29,8 @@ from flask import Flask, Response, g, redirect, render_template_string, request
 from billing.emulator import errors, schema
 from billing.emulator.checkout import AUTHENTICATE_PAGE, INVOICE_PAGE, PAGE, read_card
 from billing.emulator.errors import ApiError, invalid, not_emulated
-from billing.emulator.objects import Account, apply_update, test_card
+from billing.emulator.objects import ACCOUNT_NAME, Account, apply_update, test_card
+from billing.emulator.pdf import invoice_document
 from billing.emulator.store import Store, public
 
 log = logging.getLogger(__name__)
@@ -472,12 +473,58 @@ def create_app(store: Store, account: Account) -> Flask:
     def get_subscription(p, subscription_exposed_id):
         return subscription(subscription_exposed_id)
 
+    def new_price(sub: dict[str, Any], items: list[dict[str, Any]], where: str, op_key: str) -> dict[str, Any]:
+        """The price a one-item update moves the subscription's item to (`where`: `items` or its bracket form)."""
+        if len(items) != 1:
+            raise not_emulated(f"{where}[1]", op_key)
+        item = items[0]
+        if not item.get("id"):
+            raise not_emulated(f"{where}[0] without id (adding an item)", op_key)
+        if item["id"] != sub["items"]["data"][0]["id"]:
+            raise errors.missing(item["id"], "subscription_item", f"{where}[0][id]", 400)
+        if not item.get("price"):
+            raise not_emulated(f"{where}[0] without price", op_key)
+        if account.catalog_plan(item["price"]) is None:
+            raise errors.missing(item["price"], "price", f"{where}[0][price]", 400)
+        return store.data["prices"][item["price"]]
+
+    def proration_at(sub: dict[str, Any], behavior: str | None, at: int | None, where: str, op_key: str) -> int:
+        """When the change is prorated from: `proration_date`, "within the current subscription period", else now.
+        Only `always_invoice` is emulated (the prorations invoiced and charged at once). `where`: the hash the
+        two parameters are in ("" at the top level)."""
+
+        def param(name: str) -> str:
+            return f"{where}[{name}]" if where else name
+
+        if behavior != "always_invoice":
+            raise not_emulated(f"{param('proration_behavior')}={behavior or 'create_prorations'}", op_key)
+        item = sub["items"]["data"][0]
+        at = int(time.time()) if at is None else at
+        if not item["current_period_start"] <= at < item["current_period_end"]:
+            raise invalid("The proration_date must be within the current subscription period.",
+                          param("proration_date"))
+        return at
+
     @endpoint("POST /v1/subscriptions/{subscription_exposed_id}", {"cancel_at_period_end", "default_payment_method",
+                                                                   "cancellation_details.comment",
+                                                                   "cancellation_details.feedback", "items.id",
+                                                                   "items.price", "proration_behavior",
+                                                                   "proration_date", "payment_behavior",
                                                                    "metadata", "expand"})
     def update_subscription(p, subscription_exposed_id):
+        op_key = "POST /v1/subscriptions/{subscription_exposed_id}"
         sub = subscription(subscription_exposed_id)
-        if sub["status"] == "canceled" and set(p) - {"metadata", "expand"}:
+        if sub["status"] == "canceled" and set(p) - {"metadata", "expand", "cancellation_details"}:
             raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+        if "cancellation_details" in p and "cancel_at_period_end" not in p:
+            raise not_emulated("cancellation_details without cancel_at_period_end", op_key)
+        price = new_price(sub, p["items"], "items", op_key) if "items" in p else None
+        if price is None and ({"proration_behavior", "proration_date", "payment_behavior"} & set(p)):
+            raise not_emulated("proration_behavior, proration_date or payment_behavior without items", op_key)
+        payment_behavior = p.get("payment_behavior", "allow_incomplete")
+        if payment_behavior not in ("allow_incomplete", "error_if_incomplete"):
+            raise not_emulated(f"payment_behavior={payment_behavior}", op_key)
+        at = proration_at(sub, p.get("proration_behavior"), p.get("proration_date"), "", op_key) if price else 0
         previous: dict[str, Any] = {}
         if "default_payment_method" in p and p["default_payment_method"] != sub["default_payment_method"]:
             pm_id = p["default_payment_method"]
@@ -489,8 +536,10 @@ def create_app(store: Store, account: Account) -> Flask:
         apply_update(sub, p, (), previous)
         if previous:
             account.emit("customer.subscription.updated", sub, previous)
+        if price is not None:
+            account.change_price(sub, price, at, payment_behavior)
         if "cancel_at_period_end" in p:
-            account.set_cancel_at_period_end(sub, p["cancel_at_period_end"])
+            account.set_cancel_at_period_end(sub, p["cancel_at_period_end"], p.get("cancellation_details"))
         return sub
 
     @endpoint("DELETE /v1/subscriptions/{subscription_exposed_id}")
@@ -509,6 +558,32 @@ def create_app(store: Store, account: Account) -> Flask:
     @endpoint("GET /v1/invoices/{invoice}")
     def get_invoice(p, invoice):
         return account.need(invoice, "invoice", "invoices")
+
+    @endpoint("POST /v1/invoices/create_preview", {"customer", "subscription", "subscription_details.items.id",
+                                                   "subscription_details.items.price",
+                                                   "subscription_details.proration_behavior",
+                                                   "subscription_details.proration_date", "expand"})
+    def create_preview(p):
+        """The invoice a price change of a subscription would make (no other preview is emulated)."""
+        op_key = "POST /v1/invoices/create_preview"
+        if not p.get("subscription"):
+            raise not_emulated("a preview without subscription", op_key)
+        sub = account.need(p["subscription"], "subscription", "subscriptions", "subscription")
+        if p.get("customer") and p["customer"] != sub["customer"]:
+            customer(p["customer"], "customer")
+            raise invalid(f"The subscription {sub['id']} does not belong to the customer {p['customer']}.",
+                          "subscription")
+        if sub["status"] == "canceled":
+            raise invalid("A canceled subscription has no upcoming invoice to preview.", "subscription")
+        details = p.get("subscription_details") or {}
+        if not details.get("items"):
+            raise not_emulated("a preview without subscription_details[items] (the next renewal)", op_key)
+        price = new_price(sub, details["items"], "subscription_details[items]", op_key)
+        if price["id"] == sub["items"]["data"][0]["price"]["id"]:
+            raise not_emulated("a preview that changes nothing (the next renewal)", op_key)
+        at = proration_at(sub, details.get("proration_behavior"), details.get("proration_date"),
+                          "subscription_details", op_key)
+        return account.preview_change(sub, price, at)
 
     @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)
     def list_invoice_payments(p):
@@ -692,6 +767,16 @@ def create_app(store: Store, account: Account) -> Flask:
                     account.request = {"id": None, "idempotency_key": None}
                 store.save()
             return render_template_string(INVOICE_PAGE, invoice=invoice)
+
+    @app.get("/invoice/<invoice_id>/pdf")
+    def invoice_pdf(invoice_id: str):
+        """The invoice's PDF (invoice_pdf): one page with its number, amount and status."""
+        with store.lock:
+            invoice = store.data["invoices"].get(invoice_id)
+            if invoice is None:
+                return Response("This invoice does not exist.", 404, mimetype="text/plain")
+            return Response(invoice_document(invoice, ACCOUNT_NAME), 200, mimetype="application/pdf",
+                            headers={"Content-Disposition": f'inline; filename="{invoice["number"]}.pdf"'})
 
     @app.post("/checkout/<session_id>/authenticate")
     def checkout_authenticate(session_id: str):

@@ -89,6 +89,8 @@ INVOICE_PAGE = """<!doctype html>
 <body>
 <h1>Invoice {{ invoice.number }}</h1>
 <p>{{ "%.2f"|format(invoice.amount_due / 100) }} {{ invoice.currency|upper }} · <strong id="status">{{ invoice.status }}</strong></p>
+<ul>{% for line in invoice.lines.data %}<li>{{ line.description }}: {{ "%.2f"|format(line.amount / 100) }}</li>{% endfor %}</ul>
+{% if invoice.invoice_pdf %}<p><a href="{{ invoice.invoice_pdf }}">Download the PDF</a></p>{% endif %}
 {% if invoice.status == "open" %}
 <form method="post"><p>Your bank asks you to confirm this payment (test mode: it always succeeds).</p>
 <button type="submit">Confirm the payment</button></form>

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from billing.emulator import schema
+from billing.emulator import proration, schema
 from billing.emulator.checkout import luhn_ok
 from billing.emulator.errors import ApiError, card_error, invalid, missing
 from billing.emulator.sender import WebhookSender
@@ -117,7 +117,7 @@ class Account:
         for plan in PLANS.values():
             prod_id = f"prod_{plan.key.replace('-', '_')}"
             if prod_id not in self.store.data["products"]:
-                self.store.add(self.product({"id": prod_id, "name": plan.name}, now))
+                self.store.add(self.product({"id": prod_id, "name": plan.label}, now))
             if plan.price_id not in self.store.data["prices"]:
                 taken = any(p["lookup_key"] == plan.key for p in self.store.all("prices"))
                 self.store.add(self.price(plan, now, prod_id, None if taken else plan.key))
@@ -393,7 +393,7 @@ class Account:
         return schema.complete(schema.resource("price"), {
             "id": plan.price_id, "object": "price", "active": True, "billing_scheme": "per_unit", "created": created,
             "currency": plan.currency, "livemode": False, "lookup_key": lookup_key, "metadata": {},
-            "nickname": plan.name, "product": product,
+            "nickname": plan.label, "product": product,
             "recurring": {"interval": plan.interval, "interval_count": 1, "meter": None, "trial_period_days": None,
                           "usage_type": "licensed"},
             "tax_behavior": "unspecified", "type": "recurring", "unit_amount": plan.amount_cents,
@@ -487,8 +487,8 @@ class Account:
             sub["cancellation_details"]["reason"] = "cancellation_requested"
         for n, (start, end) in enumerate(periods):
             window = (start, start) if n == 0 else periods[n - 1]
-            invoice = self._invoice(customer, sub, "subscription_create" if n == 0 else "subscription_cycle",
-                                    (start, end), window, start)
+            invoice = self.store.add(self._invoice(
+                customer, sub, "subscription_create" if n == 0 else "subscription_cycle", (start, end), window, start))
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, attempted=True,
                            attempt_count=1, auto_advance=False)
             invoice["status_transitions"].update(finalized_at=start, paid_at=start)
@@ -496,32 +496,45 @@ class Account:
             sub.setdefault("_invoices", []).append([invoice["id"], invoice["number"]])
         return sub
 
-    def _invoice(self, customer: dict[str, Any], sub: dict[str, Any], reason: str, service: tuple[int, int],
-                 window: tuple[int, int], created: int) -> dict[str, Any]:
-        """A finalized, open invoice for one subscription period (`service`, in its line's `period`);
-        `window` is the invoice's own period_start/end (when invoice items could join it)."""
+    def _line(self, in_id: str, sub: dict[str, Any], price: dict[str, Any], quantity: int, amount: int,
+              description: str, period: tuple[int, int], proration: bool = False) -> dict[str, Any]:
+        """One invoice line for the subscription's item at `price` (a proration when `proration`)."""
         item = sub["items"]["data"][0]
-        amount = item["price"]["unit_amount"] * (item["quantity"] or 1)
-        in_id = self.store.new_id("in")
-        plan = self.catalog_plan(item["price"]["id"])
-        label = f"{item['quantity']} × {plan.name if plan else item['price']['id']} " \
-                f"(at ${item['price']['unit_amount'] / 100:.2f} / {item['price']['recurring']['interval']})"
-        line = schema.complete(schema.resource("line_item"), {
+        return schema.complete(schema.resource("line_item"), {
             "id": self.store.new_id("il"), "object": "line_item", "amount": amount, "currency": sub["currency"],
-            "description": label, "discount_amounts": [], "discountable": True, "discounts": [], "invoice": in_id,
-            "livemode": False, "metadata": {},
+            "description": description, "discount_amounts": [], "discountable": not proration, "discounts": [],
+            "invoice": in_id, "livemode": False, "metadata": {},
             "parent": {"invoice_item_details": None, "type": "subscription_item_details",
-                       "subscription_item_details": {"invoice_item": None, "proration": False,
+                       "subscription_item_details": {"invoice_item": None, "proration": proration,
                                                      "proration_details": {"credited_items": None},
                                                      "subscription": sub["id"], "subscription_item": item["id"]}},
-            "period": {"start": service[0], "end": service[1]}, "pretax_credit_amounts": [],
-            "pricing": {"price_details": {"price": item["price"]["id"], "product": item["price"]["product"]},
-                        "type": "price_details", "unit_amount_decimal": str(item["price"]["unit_amount"])},
-            "quantity": item["quantity"], "subtotal": amount, "taxes": [],
+            "period": {"start": period[0], "end": period[1]}, "pretax_credit_amounts": [],
+            "pricing": {"price_details": {"price": price["id"], "product": price["product"]},
+                        "type": "price_details", "unit_amount_decimal": str(price["unit_amount"])},
+            "quantity": quantity, "subtotal": amount, "taxes": [],
         })
-        return self.store.add(schema.complete(schema.resource("invoice"), {
+
+    def _invoice(self, customer: dict[str, Any], sub: dict[str, Any], reason: str, service: tuple[int, int],
+                 window: tuple[int, int], created: int, lines: Any = None,
+                 preview: bool = False) -> dict[str, Any]:
+        """A finalized, open invoice for one subscription period (`service`, in its line's `period`);
+        `window` is the invoice's own period_start/end (when invoice items could join it). `lines`: other
+        lines than the period's one (a plan change's prorations). Not stored: `store.add` it. A `preview` is a
+        draft that will never exist: an `upcoming_in_` id, no number, no hosted page or PDF."""
+        item = sub["items"]["data"][0]
+        in_id = self.store.new_id("upcoming_in" if preview else "in")
+        if lines is None:
+            amount = item["price"]["unit_amount"] * (item["quantity"] or 1)
+            plan = self.catalog_plan(item["price"]["id"])
+            label = f"{item['quantity']} × {plan.name if plan else item['price']['id']} " \
+                    f"(at ${item['price']['unit_amount'] / 100:.2f} / {item['price']['recurring']['interval']})"
+            lines = [self._line(in_id, sub, item["price"], item["quantity"], amount, label, service)]
+        if callable(lines):
+            lines = lines(in_id)
+        total = sum(line["amount"] for line in lines)
+        invoice = schema.complete(schema.resource("invoice"), {
             "id": in_id, "object": "invoice", "account_country": "US", "account_name": ACCOUNT_NAME,
-            "amount_due": amount, "amount_overpaid": 0, "amount_paid": 0, "amount_remaining": amount,
+            "amount_due": total, "amount_overpaid": 0, "amount_paid": 0, "amount_remaining": total,
             "amount_shipping": 0, "attempt_count": 0, "attempted": False, "auto_advance": True,
             "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
                               "status": None},
@@ -530,9 +543,10 @@ class Account:
             "customer_name": customer.get("name"), "customer_tax_exempt": "none", "customer_tax_ids": [],
             "default_tax_rates": [], "discounts": [], "effective_at": created, "ending_balance": 0,
             "issuer": {"type": "self"},
-            "lines": {"object": "list", "data": [line], "has_more": False, "total_count": 1,
+            "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
                       "url": f"/v1/invoices/{in_id}/lines"},
             "hosted_invoice_url": f"{self.base_url}/invoice/{in_id}" if self.base_url else None,
+            "invoice_pdf": f"{self.base_url}/invoice/{in_id}/pdf" if self.base_url else None,
             "livemode": False, "metadata": {}, "number": f"EMU-{self.store.next_number('invoice'):05d}",
             "parent": {"quote_details": None, "type": "subscription_details",
                        "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"],
@@ -543,10 +557,15 @@ class Account:
             "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": "open",
             "status_transitions": {"finalized_at": created, "marked_uncollectible_at": None, "paid_at": None,
                                    "voided_at": None},
-            "subtotal": amount, "subtotal_excluding_tax": amount, "total": amount, "total_discount_amounts": [],
-            "total_excluding_tax": amount, "total_pretax_credit_amounts": [], "total_taxes": [],
+            "subtotal": total, "subtotal_excluding_tax": total, "total": total, "total_discount_amounts": [],
+            "total_excluding_tax": total, "total_pretax_credit_amounts": [], "total_taxes": [],
             "webhooks_delivered_at": created,
-        }))
+        })
+        if preview:
+            invoice.update(number=None, hosted_invoice_url=None, invoice_pdf=None, status="draft",
+                           auto_advance=False, webhooks_delivered_at=None)
+            invoice["status_transitions"]["finalized_at"] = None
+        return invoice
 
     def new_invoice(self, sub: dict[str, Any], reason: str, window_start: int, window_end: int) -> dict[str, Any]:
         """The invoice for the subscription's current period, created and finalized (events of both)."""
@@ -555,17 +574,37 @@ class Account:
         now = int(time.time())
         invoice = self._invoice(customer, sub, reason, (item["current_period_start"], item["current_period_end"]),
                                 (window_start, window_end), now)
+        return self.issue(customer, sub, invoice)
+
+    def issue(self, customer: dict[str, Any], sub: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+        """Store a built invoice as the subscription's latest, the customer's balance applied to it (a credit
+        pays what it can, the rest stays on the balance), with the events of its creation and finalization."""
+        self.apply_balance(customer, invoice)
+        if invoice["ending_balance"] != invoice["starting_balance"]:
+            previous = {"balance": customer.get("balance", 0)}
+            customer["balance"] = invoice["ending_balance"]
+            self.emit("customer.updated", customer, previous)
+        self.store.add(invoice)
         sub["latest_invoice"] = invoice["id"]
         self.emit("invoice.created", invoice)
         self.emit("invoice.finalized", invoice)
         return invoice
 
+    @staticmethod
+    def apply_balance(customer: dict[str, Any], invoice: dict[str, Any]) -> None:
+        balance = customer.get("balance") or 0
+        due, ending = proration.settle(invoice["total"], balance)
+        invoice.update(starting_balance=balance, ending_balance=ending, amount_due=due, amount_remaining=due)
+
     def attempt_payment(self, invoice: dict[str, Any], outcome: tuple[str, str | None, str] | None) -> None:
         """One charge attempt on the invoice (`outcome` None: paid, else why not); the subscription follows."""
         sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
         previous = {"status": sub["status"]}
-        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
-        self.record_payment(invoice, sub, outcome)
+        if invoice["amount_due"] == 0:  # nothing to charge (a credit paid it): paid on finalization, no payment
+            outcome = None
+        else:
+            invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+            self.record_payment(invoice, sub, outcome)
         if outcome is None:
             now = int(time.time())
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
@@ -641,18 +680,93 @@ class Account:
             outcome = None if outcome == AUTHENTICATION_REQUIRED else outcome  # authenticated on this page
         self.attempt_payment(invoice, outcome)
 
-    def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool) -> dict[str, Any]:
+    def set_cancel_at_period_end(self, sub: dict[str, Any], cancel: bool,
+                                 details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Cancel at the period's end or take it back; `details`: the customer's feedback and comment."""
         if sub["status"] == "canceled":
             raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+        previous: dict[str, Any] = {"cancellation_details": dict(sub["cancellation_details"])}
         if sub["cancel_at_period_end"] != cancel:
-            previous = {"cancel_at_period_end": not cancel, "cancel_at": sub["cancel_at"],
-                        "canceled_at": sub["canceled_at"],
-                        "cancellation_details": dict(sub["cancellation_details"])}
+            previous.update(cancel_at_period_end=not cancel, cancel_at=sub["cancel_at"], canceled_at=sub["canceled_at"])
             item = sub["items"]["data"][0]
             sub.update(cancel_at_period_end=cancel, cancel_at=item["current_period_end"] if cancel else None,
                        canceled_at=int(time.time()) if cancel else None)
             sub["cancellation_details"]["reason"] = "cancellation_requested" if cancel else None
+        for name in ("comment", "feedback"):
+            if details and name in details:
+                sub["cancellation_details"][name] = details[name] or None  # '' unsets
+        if len(previous) > 1 or previous["cancellation_details"] != sub["cancellation_details"]:
             self.emit("customer.subscription.updated", sub, previous)
+        return sub
+
+    # Plan changes -------------------------------------------------------------------------------
+    def _change_invoice(self, sub: dict[str, Any], price: dict[str, Any], at: int, preview: bool) -> dict[str, Any]:
+        """The invoice a change of the item to `price` at `at` makes with proration_behavior=always_invoice:
+        the old price's unused time credited, the new price's remaining time (or, for another interval, a
+        whole new period) charged (billing/emulator/proration.py)."""
+        item = sub["items"]["data"][0]
+        start, end = item["current_period_start"], item["current_period_end"]
+        quantity = item["quantity"] or 1
+        same = price["recurring"]["interval"] == item["price"]["recurring"]["interval"]
+        new_end = end if same else add_month(at, 12 if price["recurring"]["interval"] == "year" else 1)
+        found = proration.change_lines(item["price"]["unit_amount"] * quantity, price["unit_amount"] * quantity,
+                                       at, start, end, same, new_end)
+        after = datetime.fromtimestamp(at, UTC).strftime("%d %b %Y")
+
+        def name(p: dict[str, Any]) -> str:
+            plan = self.catalog_plan(p["id"])
+            return plan.name if plan else p["id"]
+
+        def build(in_id: str) -> list[dict[str, Any]]:
+            lines = []
+            for line in found:
+                p = item["price"] if line.credit else price
+                if line.credit:
+                    text = f"Unused time on {quantity} × {name(p)} after {after}"
+                elif line.proration:
+                    text = f"Remaining time on {quantity} × {name(p)} after {after}"
+                else:
+                    text = f"{quantity} × {name(p)} (at ${p['unit_amount'] / 100:.2f} / {p['recurring']['interval']})"
+                lines.append(self._line(in_id, sub, p, quantity, line.amount, text, (line.start, line.end),
+                                        line.proration))
+            return lines
+
+        customer = self.store.data["customers"][sub["customer"]]
+        invoice = self._invoice(customer, sub, "subscription_update", (at, new_end), (at, at), int(time.time()),
+                                build, preview)
+        invoice["parent"]["subscription_details"]["subscription_proration_date"] = at
+        self.apply_balance(customer, invoice)
+        return invoice
+
+    def preview_change(self, sub: dict[str, Any], price: dict[str, Any], at: int) -> dict[str, Any]:
+        """POST /v1/invoices/create_preview for a price change: the invoice it would make; nothing is stored."""
+        return self._change_invoice(sub, price, at, preview=True)
+
+    def change_price(self, sub: dict[str, Any], price: dict[str, Any], at: int, payment_behavior: str) -> dict[str, Any]:
+        """Move the item to `price` at `at`, invoicing the prorations at once and charging them (a credit goes to
+        the customer's balance). With error_if_incomplete a declined charge is refused and nothing changes."""
+        item = sub["items"]["data"][0]
+        if price["id"] == item["price"]["id"]:
+            return sub
+        invoice = self._change_invoice(sub, price, at, preview=False)
+        pm = self.default_card(sub)
+        outcome = None
+        if invoice["amount_due"] > 0:
+            outcome = self.charge_outcome(pm) if pm else CHARGE_DECLINED
+        if outcome and payment_behavior == "error_if_incomplete":
+            code, decline_code, message = outcome
+            raise card_error(message, code, decline_code)
+        previous = {"items": public(sub["items"]), "latest_invoice": sub["latest_invoice"]}
+        plan = self.catalog_plan(price["id"])
+        item.update(price=public(price), plan=self.plan_object(plan, price["created"]) if plan else item["plan"])
+        if price["recurring"]["interval"] != previous["items"]["data"][0]["price"]["recurring"]["interval"]:
+            item.update(current_period_start=at, current_period_end=invoice["lines"]["data"][-1]["period"]["end"])
+            previous["billing_cycle_anchor"] = sub["billing_cycle_anchor"]
+            sub["billing_cycle_anchor"] = at
+        customer = self.store.data["customers"][sub["customer"]]
+        self.issue(customer, sub, invoice)
+        self.emit("customer.subscription.updated", sub, previous)
+        self.attempt_payment(invoice, outcome)
         return sub
 
     def cancel_now(self, sub: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,7 @@ OPERATIONS = [
     ("post", "/v1/prices"),
     ("get", "/v1/prices"),
     ("get", "/v1/invoice_payments"),
+    ("post", "/v1/invoices/create_preview"),
 ]
 
 # Resources described field by field (others appear as opaque objects or ids): every object the

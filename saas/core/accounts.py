@@ -2,7 +2,7 @@
 (saas.web.login) loads the signed-in user and checks roles."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from saas.core.models import User, new_session_token
+from saas.core.outbox import queue_email
 
 RESET_MAX_AGE = 3600  # a reset link works for one hour
 _hasher = PasswordHasher()
@@ -71,6 +72,16 @@ def set_password(user: User, password: str) -> None:
     """New password; every other session of this user ends."""
     user.password_hash = hash_password(password)
     end_sessions(user)
+
+
+def set_password_and_tell(session: Session, user: User, password: str, today: date) -> None:
+    """`set_password`, and a "your password was changed" email in the same transaction (one per change: the
+    key holds the new session token), so someone who did not make the change hears of it. `today`: in
+    APP_TIMEZONE."""
+    set_password(user, password)
+    queue_email(session, key=f"password-changed:{user.id}:{user.session_token[:24]}", kind="password-changed",
+                to=user.email, template="password_changed", user_id=user.id,
+                context={"name": user.name or "", "changed_on": today.isoformat()})
 
 
 def end_sessions(user: User) -> None:

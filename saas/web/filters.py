@@ -1,11 +1,12 @@
 """Template filters every page can use: the shared formatting rules, and local times."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from flask import Flask
 
-from saas.core.formatting import FILTERS
+from billing.plans import label_for
+from saas.core.formatting import FILTERS, long_date
 from saas.web.extensions import app_settings
 
 
@@ -14,5 +15,16 @@ def localtime(moment: datetime) -> datetime:
     return moment.astimezone(app_settings().tz)
 
 
+def local_long_date(value: date | datetime | None) -> str:
+    """The one date format ("2 December 2026"), a stored time read in APP_TIMEZONE."""
+    return long_date(value, app_settings().tz)
+
+
+def timestamp_date(seconds: int) -> str:
+    """A Unix timestamp (Stripe's times) in the one date format."""
+    return local_long_date(datetime.fromtimestamp(seconds, UTC))
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(FILTERS, localtime=localtime)
+    app.jinja_env.filters.update(FILTERS, localtime=localtime, long_date=local_long_date, plan_name=label_for,
+                              timestamp_date=timestamp_date)

@@ -89,11 +89,20 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     events = [conforms(e) for e in call("list_events", customer["created"])]
     assert {"customer.created", "customer.subscription.created"} <= \
         {e["type"] for e in events if e["data"]["object"].get("customer", e["data"]["object"]["id"]) == customer["id"]}
+    item, starter = sub["items"]["data"][0], next(p for p in prices if p["lookup_key"] == "starter")
+    at = item["current_period_start"]  # the whole period is left: all of Pro credited, all of Starter charged
+    preview = conforms(call("preview_price_change", customer["id"], sub["id"], item["id"], starter["id"], at))
+    assert [line["amount"] for line in preview["lines"]["data"]] == [-2900, 900]
+    changed = conforms(call("change_price", sub["id"], item["id"], starter["id"], at, attempt))
+    change_invoice = conforms(changed["latest_invoice"])  # expanded
+    assert (change_invoice["total"], change_invoice["amount_due"], change_invoice["ending_balance"]) == (-2000, 0, -2000)
     assert conforms(call("set_cancel_at_period_end", sub["id"], True, attempt))["cancel_at_period_end"] is True
     assert conforms(call("set_cancel_at_period_end", sub["id"], False, attempt))["cancel_at_period_end"] is False
+    told = conforms(call("set_cancel_at_period_end", sub["id"], True, attempt + "-2", "unused", "Not now"))
+    assert (told["cancellation_details"]["feedback"], told["cancellation_details"]["comment"]) == ("unused", "Not now")
     assert call("last_payment_error", invoice["id"]) is None  # paid at once
     invoices = call("list_invoices", customer["id"])
-    assert [conforms(i)["id"] for i in invoices] == [invoice["id"]]
+    assert [conforms(i)["id"] for i in invoices] == [change_invoice["id"], invoice["id"]]
 
     assert conforms(call("detach_payment_method", pm["id"]))["customer"] is None
     assert conforms(call("cancel_subscription", sub["id"]))["status"] == "canceled"

@@ -95,7 +95,7 @@ def test_finance_report_progress_reaches_100_and_the_file_downloads(page, make_u
     assert lines[0].startswith("date,currency,revenue") and len(lines) == 1 + 90
 
 
-def test_second_quick_contact_post_gets_the_429_page(page):
+def test_second_quick_contact_post_keeps_the_message_and_says_when(page):
     from playwright.sync_api import expect
 
     def send(subject: str) -> None:
@@ -108,11 +108,12 @@ def test_second_quick_contact_post_gets_the_429_page(page):
     send("First")
     expect(page.locator(".flash-success")).to_contain_text("your message is on its way")
     send("Second")
-    expect(page.get_by_role("heading", name="Too many requests")).to_be_visible()
-    expect(page.locator(".retry")).to_contain_text(re.compile(r"Try again in \d+ seconds?"))
+    expect(page.locator("[data-limited]")).to_contain_text(re.compile(r"send it again in \d+ seconds?"))
+    expect(page.get_by_label("Subject")).to_have_value("Second")  # nothing typed is lost
+    expect(page.get_by_label("Message")).to_have_value("Hello, I have a question about my plan.")
 
 
-PAGES = {"anonymous": ["/login", "/signup", "/contact", "/password/forgot"],
+PAGES = {"anonymous": ["/", "/login", "/signup", "/contact", "/password/forgot"],
          "subscriber": ["/dashboard", "/billing", "/billing/card", "/contact", "/account/password"],
          "admin": ["/admin/dormant", "/admin/jobs", "/admin/outbox", "/admin/audit", "/dev/mail"],
          "finance": ["/finance/reports"]}

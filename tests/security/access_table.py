@@ -42,7 +42,8 @@ def admin(answer: str) -> tuple[str, ...]:
 
 # (rule, method) -> answers for (anonymous, subscriber, finance, admin)
 ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("/", "GET"): (LOGIN, "302", "302", "302"),
+    ("/", "GET"): ("200", "302", "302", "302"),  # the landing page; signed in: the dashboard
+    ("/favicon.ico", "GET"): everyone("301"),
     ("/healthz", "GET"): everyone("200"),
     ("/readyz", "GET"): everyone("200"),
     ("/metrics", "GET"): everyone("404"),  # METRICS_ALLOW or METRICS_TOKEN opens it to scrapers, to no persona
@@ -67,7 +68,11 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/billing/card", "GET"): signed_in("200"),
     ("/billing/card", "POST"): signed_in("303"),
     ("/billing/card/return", "GET"): signed_in("302"),
+    ("/billing/cancel", "GET"): signed_in("303"),  # nothing to cancel: back to the billing page
     ("/billing/cancel", "POST"): signed_in("303"),
+    ("/billing/plan/preview", "POST"): signed_in("400"),
+    ("/billing/plan/<op_id>", "GET"): signed_in("303"),  # not this persona's preview: "expired", back to billing
+    ("/billing/plan/<op_id>", "POST"): signed_in("303"),
     ("/billing/resume", "POST"): signed_in("303"),
     ("/billing/wait/<op_id>", "GET"): owner_only("200"),
     ("/billing/status/<op_id>", "GET"): owner_only("200"),

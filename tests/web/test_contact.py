@@ -61,12 +61,14 @@ def test_honeypot_pretends_success_and_writes_nothing(client):
     assert outbox_rows() == []
 
 
-def test_second_quick_post_gets_429_page_saying_when(client):
+def test_second_quick_post_gets_429_page_saying_when_and_keeping_what_was_typed(client):
     assert client.post("/contact", data=GOOD).status_code == 302
-    response = client.post("/contact", data={**GOOD, "submission": "tok-2"})
+    response = client.post("/contact", data={**GOOD, "subject": "Second <one>", "submission": "tok-2"})
     assert response.status_code == 429
     page = response.get_data(as_text=True)
-    assert "Too many requests" in page and "Try again in" in page and "second" in page
+    assert "That was too quick" in page and "send it again" in page and "second" in page
+    assert "Can I get my invoices as PDF, please?</textarea>" in page and 'value="Second &lt;one&gt;"' in page
+    assert 'value="vera@example.org"' in page and 'value="Vera Visitor"' in page
     assert 1 <= int(response.headers["Retry-After"]) <= 11
     assert 'href="/static/app.css"' in page  # the app's own layout
     assert len(outbox_rows()) == 1

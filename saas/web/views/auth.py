@@ -10,7 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from saas.core import accounts as auth
 from saas.core.db import web_session
 from saas.core.outbox import queue_email
-from saas.web.extensions import app_settings
+from saas.web.extensions import app_settings, app_today
 from saas.web.limits import LimitReached, give_back, take
 from saas.web.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
@@ -120,7 +120,7 @@ def change_password():
         if not auth.verify_password(user, form.current_password.data):
             form.current_password.errors.append("That is not your current password.")
         else:
-            auth.set_password(user, form.password.data)
+            auth.set_password_and_tell(web_session, user, form.password.data, app_today())
             web_session.commit()
             login_user(user)  # the session token rotated; keep this session signed in
             flash("Your password is changed. Other sessions were signed out.", "success")
@@ -167,7 +167,7 @@ def reset_password(token: str):
         if user is None:  # a simultaneous use of the same link won
             web_session.rollback()
             return _link_not_usable()
-        auth.set_password(user, form.password.data)
+        auth.set_password_and_tell(web_session, user, form.password.data, app_today())
         auth.record_sign_in(web_session, user)
         web_session.commit()
         login_user(user)

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import RadioField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, Optional
 
 from billing import progress, subscriptions, tasks
-from billing.models import StripeEvent
+from billing.models import CANCEL_COMMENT_MAX, CANCEL_REASONS, StripeEvent
 from billing.plans import PLANS
 from billing.webhooks import WebhookRejected, store_event, verify
 from saas.core import metrics
@@ -14,6 +18,22 @@ from saas.core.queue import enqueue
 from saas.web.extensions import app_settings, csrf
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
+NO_REASON = ""
+
+
+class CancelForm(FlaskForm):
+    """The cancellation's confirmation: an optional reason (Stripe's feedback values) and comment."""
+
+    reason = RadioField("Why are you leaving? (optional)", default=NO_REASON, validators=[Optional()],
+                        choices=[SelectChoice(NO_REASON, "I'd rather not say"),
+                                 *(SelectChoice(key, words) for key, words in CANCEL_REASONS.items())],
+                        validate_choice=True)
+    comment = TextAreaField("Anything you would like to tell us? (optional)",
+                            validators=[Length(max=CANCEL_COMMENT_MAX)])
+
+
+def _overview() -> dict:
+    return subscriptions.overview(web_session, current_user.id)
 
 
 def _start(kind: str, task, task_args) -> Response:
@@ -33,7 +53,7 @@ def _own_state(op_id: str) -> dict:
 @bp.get("")
 @login_required
 def index():
-    return render_template("billing/index.html", **subscriptions.overview(web_session, current_user.id))
+    return render_template("billing/index.html", **_overview())
 
 
 @bp.post("/subscribe")
@@ -42,7 +62,7 @@ def subscribe():
     plan = request.form.get("plan", "")
     if plan not in PLANS:
         flash("Choose one of the plans listed.", "error")
-        return render_template("billing/index.html", **subscriptions.overview(web_session, current_user.id)), 400
+        return render_template("billing/index.html", **_overview()), 400
     return _start("subscribe", tasks.subscribe, lambda op: {"user_id": current_user.id, "plan_key": plan, "op_id": op})
 
 
@@ -72,10 +92,64 @@ def card_return():
     return _start("card", tasks.sync_card, lambda op: {"user_id": current_user.id, "checkout_id": checkout_id, "op_id": op})
 
 
-@bp.post("/cancel")
+@bp.route("/cancel", methods=["GET", "POST"])
 @login_required
 def cancel():
-    return _start("cancel", tasks.set_cancel_at_period_end, lambda op: {"user_id": current_user.id, "cancel": True, "op_id": op})
+    """The cancellation's confirmation step; the reason is optional, an unknown one or a long comment is sent back."""
+    overview = _overview()
+    sub = overview["subscription"]
+    if sub is None or sub.status not in ("active", "trialing", "past_due") or sub.cancel_at_period_end:
+        flash("You have no subscription to cancel.", "info")
+        return redirect(url_for("billing.index"), 303)
+    form = CancelForm()
+    if not form.validate_on_submit():
+        return render_template("billing/cancel.html", form=form, **overview), 400 if form.errors else 200
+    reason = form.reason.data or None
+    return _start("cancel", tasks.set_cancel_at_period_end, lambda op: {
+        "user_id": current_user.id, "cancel": True, "op_id": op, "reason": reason, "comment": form.comment.data or None})
+
+
+@bp.post("/plan/preview")
+@login_required
+def preview_plan():
+    """Ask (in a worker) what moving to another plan would charge; the answer is shown on the confirm page."""
+    overview = _overview()
+    plan, sub = request.form.get("plan", ""), overview["subscription"]
+    if plan not in PLANS:
+        flash("Choose one of the plans listed.", "error")
+        return render_template("billing/index.html", **overview), 400
+    if sub is None or sub.status not in ("active", "trialing") or sub.cancel_at_period_end or sub.plan == plan:
+        flash("That plan change is not possible for your subscription just now.", "error")
+        return render_template("billing/index.html", **overview), 400
+    return _start("plan-preview", tasks.preview_plan_change, lambda op: {
+        "user_id": current_user.id, "plan_key": plan, "op_id": op,
+        "confirm_url": url_for("billing.confirm_plan", op_id=op)})
+
+
+def _preview(op_id: str) -> dict | None:
+    state = progress.get_state(op_id)
+    if state is None or state.get("user_id") != current_user.id or state.get("kind") != "plan-preview":
+        return None
+    return state.get("preview")
+
+
+@bp.route("/plan/<op_id>", methods=["GET", "POST"])
+@login_required
+def confirm_plan(op_id: str):
+    """The previewed change, to confirm (POST applies it, in a worker, at the preview's proration date)."""
+    preview, overview = _preview(op_id), _overview()
+    sub = overview["subscription"]
+    if preview is None or sub is None or sub.status not in ("active", "trialing") or preview["plan_key"] not in PLANS:
+        flash("That price preview has expired. Choose the plan again to see what it costs now.", "error")
+        return redirect(url_for("billing.index"), 303)
+    if request.method == "GET":
+        return render_template("billing/change_plan.html", preview=preview, plan=PLANS[preview["plan_key"]],
+                               op_id=op_id, **overview)
+    progress.set_state(op_id, preview=None)  # one confirmation per preview
+    # The preview's id is the change's attempt: a second confirmation that slips in replays the first at Stripe.
+    return _start("plan", tasks.change_plan, lambda op: {
+        "user_id": current_user.id, "plan_key": preview["plan_key"], "price_id": preview["price_id"],
+        "proration_date": preview["proration_date"], "op_id": op, "attempt": op_id})
 
 
 @bp.post("/resume")

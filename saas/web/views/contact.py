@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from saas.core.db import web_session
 from saas.core.outbox import queue_email
 from saas.web.extensions import app_settings
-from saas.web.limits import take
+from saas.web.limits import LimitReached, take
 from saas.web.views.forms import sendable_email
 
 bp = Blueprint("contact", __name__)
@@ -58,8 +58,14 @@ def form():
             form.email.data = form.email.data or current_user.email
             form.name.data = form.name.data or current_user.name
     if form.validate_on_submit():
-        take(CONTACT_LIMIT, "contact:" + client_key(), "That was too quick after the last one: please wait "
-             "a little between messages.")
+        try:
+            take(CONTACT_LIMIT, "contact:" + client_key(), "That was too quick after the last one: please wait "
+                 "a little between messages.")
+        except LimitReached as exc:  # the form comes back as typed, with when to send it again
+            if request.accept_mimetypes.best == "application/json":
+                raise
+            return (render_template("contact.html", form=form, limited=exc.description, retry_after=exc.retry_after),
+                    429, {"Retry-After": str(exc.retry_after)})
         if not form.website.data:  # a filled honeypot gets the same answer and nothing is written
             queue_email(web_session, key=_idempotency_key(form), kind="contact", to=support_address(),
                         reply_to=form.email.data.strip(), template="contact",

@@ -9,8 +9,9 @@ from flask_login import current_user, login_required
 
 from billing.current import card_and_subscription, payment_failed_showing, payment_to_confirm, recent_invoices
 from billing.expiry import is_card_expiring
+from billing.plans import PLANS
 from saas.core.db import web_session
-from saas.core.formatting import brand_name, money
+from saas.core.formatting import brand_name, long_date, money
 from saas.core.models import User
 from saas.web.extensions import app_settings, app_today
 
@@ -53,7 +54,7 @@ def banners_for(user: User, card, subscription, today: date, update_url: str,
                             f"{card.exp_month:02d}/{card.exp_year} —", "Update your card", update_url))
     if user.purge_due_at is not None and user.purged_at is None:
         found.append(Banner("bad", "deletion-scheduled",
-                            f"Your account is scheduled for deletion on {_local_date(user.purge_due_at):%d %B %Y}. "
+                            f"Your account is scheduled for deletion on {long_date(_local_date(user.purge_due_at))}. "
                             "Signing in again or contacting us keeps it."))
     if user.deletion_cancelled_at is not None:
         found.append(Banner("info", "deletion-cancelled",
@@ -70,9 +71,16 @@ def _update_card_url() -> str:
 
 @bp.get("/")
 def home():
+    """The landing page for visitors: what the product is and the plans; signed-in users go to their dashboard."""
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
-    return redirect(url_for("auth.login"))
+    return render_template("landing.html", plans=list(PLANS.values()))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico before reading the page's icon link: the SVG icon answers."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.get("/dashboard")
@@ -88,5 +96,6 @@ def index():
     banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices)
     if notice_pending:
         user.deletion_cancelled_at = None
+    cheapest = min(PLANS.values(), key=lambda plan: plan.amount_cents)
     return render_template("dashboard.html", card=card, subscription=subscription, invoices=invoices,
-                           banners=banners, update_card_url=_update_card_url())
+                           banners=banners, update_card_url=_update_card_url(), cheapest=cheapest)
