@@ -15,7 +15,7 @@ from billing.emulator.proration import change_lines, prorated, settle
 from billing.models import Invoice, Subscription
 from saas.core.db import session_scope
 from tests.billing.test_billing_emulator_flows import _enter_card, _follow_wait
-from tests.helpers import emulator_quiet, wait_until
+from tests.helpers import emulator_delivered, wait_until
 
 DAY = 86400
 
@@ -144,7 +144,7 @@ def _subscribed(client, stripe_emulator, make_user, auth, today, plan: str):
     location = urlsplit(back.headers["Location"])
     _follow_wait(client, client.get(f"{location.path}?{location.query}"))
     _follow_wait(client, client.post("/billing/subscribe", data={"plan": plan}))
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
     return user
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from billing.models import Subscription
 from saas.core.db import session_scope
 from saas.core.models import User
-from tests.helpers import PASSWORD, emulator_quiet, wait_until
+from tests.helpers import PASSWORD, emulator_delivered, wait_until
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -100,7 +100,7 @@ def test_a_subscriber_from_the_landing_page_to_a_cancellation(viewport, browser_
         page.wait_for_url(re.compile(r"/billing$"))
         expect(page.get_by_role("status").filter(has_text="You are subscribed to Starter")).to_be_visible()
         walk.check("subscribed")
-        emulator_quiet(stripe_emulator)
+        emulator_delivered(stripe_emulator)
 
         page.get_by_role("button", name="Switch to Pro", exact=True).click()
         page.wait_for_url(re.compile(r"/billing/plan/"))
@@ -120,7 +120,7 @@ def test_a_subscriber_from_the_landing_page_to_a_cancellation(viewport, browser_
         expect(invoices.first.get_by_role("link", name=re.compile("^PDF"))).to_have_attribute(
             "href", re.compile(r"/invoice/in_\w+/pdf$"))
         walk.check("changed-invoices")
-        emulator_quiet(stripe_emulator)
+        emulator_delivered(stripe_emulator)
 
         page.get_by_role("link", name="Cancel subscription").click()
         page.wait_for_url("**/billing/cancel")
