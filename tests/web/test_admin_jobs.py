@@ -8,9 +8,11 @@ from sqlalchemy import select
 from saas.core.db import session_scope
 from saas.core.models import AuditLog
 from saas.core.slots import latest_slot
-from scheduled import ledger
+
+# the tasks module, not the task: pytest's collection would evaluate a task proxy at module level
+# before the app is configured, and the in-process test worker would then never start
+from scheduled import ledger, tasks
 from scheduled.models import JobPause, JobRun
-from scheduled.tasks import backfill_slots
 from tests.helpers import utc
 
 JOB = "flag-expiring-cards"
@@ -106,8 +108,8 @@ def test_skipped_slots_shown_can_be_backfilled_oldest_first(client, admin, sent,
     [(name, kwargs)] = sent
     assert name == "scheduled.tasks.backfill_slots" and kwargs["slots_iso"] == sorted(slots)
     assert audits()[-1].action == "job.backfill"
-    assert backfill_slots.run(**kwargs) == ["succeeded", "succeeded"]  # what the worker does with it
-    assert backfill_slots.run(**kwargs) == []  # both ran: nothing to do the second time
+    assert tasks.backfill_slots.run(**kwargs) == ["succeeded", "succeeded"]  # what the worker does with it
+    assert tasks.backfill_slots.run(**kwargs) == []  # both ran: nothing to do the second time
     with session_scope() as s:
         runs = list(s.scalars(select(JobRun).where(JobRun.job == JOB).order_by(JobRun.slot)))
         assert [(r.status, r.attempts) for r in runs] == [("succeeded", 1), ("succeeded", 1)]
