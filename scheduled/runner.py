@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from saas.core import logs
 from saas.core.db import session_scope
 from saas.core.settings import Settings
 from saas.core.slots import latest_slot, next_slot
@@ -45,10 +46,11 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
         if slot is None:
             raise ValueError(f"{name} has no slot at or before {now.isoformat()}")
     slot = slot.astimezone(UTC)
-    with session_scope() as session:
+    with session_scope() as session, logs.run_context(job=name, slot=slot.isoformat()):
         run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
             return None
+        logs.bind_run(run_id=run.id)
         ctx = ledger.RunContext(job=name, slot=slot, now=now, dry_run=dry_run, frozen_clock=frozen,
                                 run_id=run.id, details=dict(run.details or {}), settings=settings,
                                 scanned=run.scanned, changed=run.changed, emails_queued=run.emails_queued,
