@@ -2,7 +2,7 @@
 scheduler and the periodic schedule. `celery -A scheduled` loads this module."""
 from __future__ import annotations
 
-from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_init
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init, worker_init
 
 from billing.tasks import sweep_stripe_deletions
 from saas.core import logs, runtime
@@ -37,6 +37,13 @@ def _periodic_tasks(sender, **_kwargs) -> None:
 def _configure_process(**_kwargs) -> None:
     """A worker or beat process reads its settings from the environment once, at start."""
     runtime.settings()
+
+
+@celeryd_init.connect
+def _log_format_before_celery_logs(**_kwargs) -> None:
+    """A worker may warn before Celery sets up its log handlers (e.g. running as root): those
+    lines are in LOG_FORMAT too. Celery replaces this handler with its own (below)."""
+    logs.configure(runtime.settings().log_format)
 
 
 @after_setup_logger.connect

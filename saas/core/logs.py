@@ -2,7 +2,7 @@
 
 JSON lines come from python-json-logger's Formatter on the standard logging handlers, so every
 logger (ours, Flask's, gunicorn's, Celery's, SQLAlchemy's) writes them without changing a call
-site. Each line carries `time`, `level`, `logger` and `message`; inside a job run (the runner binds
+site. Each line carries `time` (ISO 8601, UTC), `level`, `logger` and `message`; inside a job run (the runner binds
 `run_context`) also `job`, `slot` and `run_id`; an exception adds `exc_info` (the traceback, in
 the same line).
 """
@@ -52,8 +52,8 @@ class RunFilter(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
-                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+    return JsonFormatter("{levelname}{name}{message}", style="{", timestamp="time",  # ISO 8601, UTC
+                         rename_fields={"levelname": "level", "name": "logger"})
 
 
 def formatter(log_format: str) -> logging.Formatter:
@@ -63,6 +63,7 @@ def formatter(log_format: str) -> logging.Formatter:
 def apply(log_format: str, handlers: Iterable[logging.Handler]) -> None:
     """Give handlers someone else set up (Celery's, gunicorn's) our format and the run's fields;
     text keeps their own format."""
+    logging.captureWarnings(True)  # a Python warning is a log line too, not raw stderr
     for handler in handlers:
         if log_format == "json":
             handler.setFormatter(json_formatter())
@@ -94,3 +95,4 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     handler.addFilter(RunFilter())
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)
