@@ -31,4 +31,4 @@ EXPOSE 8000
 # Gunicorn's factory syntax: every worker process builds its own app from the environment.
 CMD ["gunicorn", "saas.web.app:create_app()", "--bind", "0.0.0.0:8000", "--workers", "2", \
      "--worker-class", "gthread", "--threads", "4", "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-", "--graceful-timeout", "30"]
+     "--access-logfile", "-", "--graceful-timeout", "30", "--logger-class", "saas.web.gunicorn_logger.Logger"]

@@ -74,7 +74,7 @@ def apply(log_format: str, handlers: Iterable[logging.Handler]) -> None:
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (a test runner swaps it per command)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
