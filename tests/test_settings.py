@@ -93,7 +93,7 @@ def test_a_cron_naming_no_real_day_is_refused(cron):
 
 def test_a_command_may_do_without_the_services_it_does_not_use():
     s = Settings.from_env({"SAAS_ENV": "production"}, needs=frozenset())
-    assert (s.database_url, s.redis_url, s.smtp_url) == ("", "", "")
+    assert (s.database_url, s.redis_url, s.smtp_url, s.secret_key) == ("", "", "", "")  # never the dev key
     with pytest.raises(SettingsError, match="SMTP_URL"):
         Settings.from_env({"SAAS_ENV": "dev", "SMTP_URL": "http://mail"}, needs=frozenset())  # set: checked
     with pytest.raises(SettingsError, match="DATABASE_URL"):

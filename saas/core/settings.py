@@ -148,7 +148,7 @@ class Settings:
         if not secret:
             if mode == "production" and "SECRET_KEY" in needs:
                 raise SettingsError("SECRET_KEY is required outside dev and test")
-            secret = DEV_SECRET
+            secret = "" if mode == "production" else DEV_SECRET  # never the dev key in production
         elif mode == "production" and len(secret) < 16:
             raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
 
