@@ -33,4 +33,4 @@ EXPOSE 8000
 # Its hooks (saas.web.gunicorn_conf) keep the metrics of every worker process in PROMETHEUS_MULTIPROC_DIR.
 CMD ["gunicorn", "saas.web.app:create_app()", "--config", "python:saas.web.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", \
      "--worker-class", "gthread", "--threads", "4", "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-", "--graceful-timeout", "30"]
+     "--access-logfile", "-", "--graceful-timeout", "30", "--logger-class", "saas.web.gunicorn_logger.Logger"]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from saas.core import redis_client, runtime
 from saas.core.db import session_scope
 from saas.core.queue import enqueue
-from saas.core.settings import Settings
+from saas.core.settings import DISPATCH_INTERVAL, Settings
 from saas.core.slots import latest_slot, slots_between
 from scheduled import clock, ledger, pauses
 from scheduled.models import JobRun
@@ -28,8 +28,10 @@ from scheduled.tasks import run_job
 log = logging.getLogger(__name__)
 SENT_KEY = "saas:slot-sent:{job}:{slot}"
 SENT_TTL = timedelta(minutes=30)  # after this an unclaimed slot is sent again (a lost message)
-MAX_SKIPPED_RECORDED = 100  # per job and tick; a longer outage still shows its newest slots
-DISPATCH_EVERY = timedelta(seconds=10)
+# Per job and tick (docs/operations.md): after a longer outage the ledger shows the newest 100
+# missed slots and the warning log line counts them all.
+MAX_SKIPPED_RECORDED = 100
+DISPATCH_EVERY = DISPATCH_INTERVAL  # CATCHUP_WINDOW is refused below it
 
 
 def send_run(job: str, slot_iso: str) -> None:

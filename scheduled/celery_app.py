@@ -2,10 +2,10 @@
 scheduler and the periodic schedule. `celery -A scheduled` loads this module."""
 from __future__ import annotations
 
-from celery.signals import beat_init, worker_init
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init, worker_init
 
 from billing.tasks import sweep_stripe_deletions
-from saas.core import runtime
+from saas.core import logs, runtime
 from saas.core.outbox.delivery import deliver_outbox
 from saas.core.queue import app, celery_config
 from scheduled import worker_metrics
@@ -39,3 +39,18 @@ def _periodic_tasks(sender, **_kwargs) -> None:
 def _configure_process(**_kwargs) -> None:
     """A worker or beat process reads its settings from the environment once, at start."""
     runtime.settings()
+
+
+@celeryd_init.connect
+def _log_format_before_celery_logs(**_kwargs) -> None:
+    """A worker may warn before Celery sets up its log handlers (e.g. running as root): those
+    lines are in LOG_FORMAT too. Celery replaces this handler with its own (below)."""
+    logs.configure(runtime.settings().log_format)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger, **_kwargs) -> None:
+    """Celery sets up the worker's and beat's log handlers; LOG_FORMAT=json makes them write JSON
+    lines, and every line logged inside a job run carries its job, slot and run id."""
+    logs.apply(runtime.settings().log_format, logger.handlers)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from saas.core import logs
 from saas.core.db import session_scope
 from saas.core.settings import Settings
 from saas.core.slots import latest_slot, next_slot
@@ -46,7 +47,7 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
         if slot is None:
             raise ValueError(f"{name} has no slot at or before {now.isoformat()}")
     slot = slot.astimezone(UTC)
-    with session_scope() as session:
+    with session_scope() as session, logs.run_context(job=name, slot=slot.isoformat()):
         paused = None if explicit or dry_run else pauses.pause_of(session, name)
         if paused is not None:  # sent before the pause: recorded as skipped, like the slots beat skips
             ledger.record_skipped(session, name, [slot], now, pauses.skip_reason(paused))
@@ -56,6 +57,7 @@ def run_job(name: str, settings: Settings, slot: datetime | None = None, dry_run
         run = ledger.claim(session, name, slot, now, dry_run=dry_run, explicit=explicit)
         if run is None:
             return None
+        logs.bind_run(run_id=run.id)
         started = telemetry.run_started(settings, run)
         ctx = ledger.RunContext(job=name, slot=slot, now=now, dry_run=dry_run, frozen_clock=frozen,
                                 run_id=run.id, details=dict(run.details or {}), settings=settings,

@@ -59,6 +59,15 @@ def test_worker_migrate_and_both_beats_run_the_documented_commands(compose):
         assert command(services[name])[:4] == ["celery", "-A", "scheduled", "beat"]
 
 
+def test_flower_watches_the_product_behind_a_login_on_loopback_only(compose):
+    flower = compose["services"]["flower"]
+    assert command(flower)[:4] == ["celery", "-A", "scheduled", "flower"]
+    assert "?" in flower["environment"]["FLOWER_BASIC_AUTH"]  # compose refuses to start it without one
+    assert all(str(port).startswith("127.0.0.1:") for port in flower["ports"])
+    app_env = compose["services"]["web"]["environment"]
+    assert {k: v for k, v in flower["environment"].items() if k != "FLOWER_BASIC_AUTH"} == app_env
+
+
 def test_app_services_share_one_environment_and_wait_for_the_migrations(compose):
     services = compose["services"]
     environments = [services[name]["environment"] for name in APP_SERVICES]

@@ -73,3 +73,35 @@ def test_forwarding_headers_are_ignored_by_default(app):
     app.before_request(lambda: seen.append(request.remote_addr))
     app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
     assert seen == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(("raw", "ok"), [("10s", True), ("9s", False), ("0", False), ("365d", True),
+                                         ("366d", False), ("8760h", True), ("99999999999d", False)])
+def test_catchup_window_is_at_least_one_dispatch_interval_and_at_most_a_year(raw, ok):
+    if ok:
+        assert Settings.from_env({**BASE, "CATCHUP_WINDOW": raw}).catchup_window.total_seconds() > 0
+    else:
+        with pytest.raises(SettingsError, match="CATCHUP_WINDOW"):
+            Settings.from_env({**BASE, "CATCHUP_WINDOW": raw})
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_naming_no_real_day_is_refused(cron):
+    with pytest.raises(SettingsError, match="SCHEDULE_PURGE_DORMANT_ACCOUNTS"):
+        Settings.from_env({**BASE, "SCHEDULE_PURGE_DORMANT_ACCOUNTS": cron})
+
+
+def test_a_command_may_do_without_the_services_it_does_not_use():
+    s = Settings.from_env({"SAAS_ENV": "production"}, needs=frozenset())
+    assert (s.database_url, s.redis_url, s.smtp_url, s.secret_key) == ("", "", "", "")  # never the dev key
+    with pytest.raises(SettingsError, match="SMTP_URL"):
+        Settings.from_env({"SAAS_ENV": "dev", "SMTP_URL": "http://mail"}, needs=frozenset())  # set: checked
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        Settings.from_env({"SAAS_ENV": "dev"}, needs=frozenset({"DATABASE_URL"}))
+
+
+def test_log_format_is_text_or_json():
+    assert Settings.from_env(BASE).log_format == "text"
+    assert Settings.from_env({**BASE, "LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(SettingsError, match="LOG_FORMAT"):
+        Settings.from_env({**BASE, "LOG_FORMAT": "xml"})

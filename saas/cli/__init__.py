@@ -5,8 +5,8 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from flask.cli import FlaskGroup
 
+from saas.cli.errors import SaasGroup
 from saas.cli.jobs import jobs_group
 from saas.cli.settings import load_settings
 from saas.cli.stripe import stripe_group
@@ -21,9 +21,13 @@ def _create_app():
     return create_app(load_settings())
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
+@click.group(cls=SaasGroup, create_app=_create_app, add_default_commands=True)
 def cli() -> None:
-    """The SaaS billing maintenance service."""
+    """The SaaS billing maintenance service.
+
+    Each command reads only the settings it uses (docs/operations.md); a mistake prints one
+    `Error: …` line and exits non-zero.
+    """
 
 
 @cli.command("dev", with_appcontext=False)
@@ -43,7 +47,7 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations up to REVISION."""
-    upgrade(load_settings().database_url, revision=revision)
+    upgrade(load_settings(needs={"DATABASE_URL"}).database_url, revision=revision)
     click.echo(f"Database upgraded to {revision}.")
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import click
 from sqlalchemy import select
 
-from saas.cli.settings import load_settings
+from saas.cli.settings import DATABASE_ONLY, RUNS_JOBS, load_settings
 from saas.core.db import session_scope
 from saas.core.settings import Settings
 from scheduled import backfill, clock, pauses
@@ -55,7 +55,7 @@ def say_if_paused(name: str, settings: Settings) -> None:
 @click.option("--reason", default=None, help="Why (shown in the ledger on every slot skipped, and audited).")
 def pause_job(name: str, reason: str | None) -> None:
     """Pause NAME: beat records each of its slots as skipped, with the reason, until it is resumed."""
-    settings = load_settings()
+    settings = load_settings(needs=DATABASE_ONLY)
     known_job(name, settings)
     if not (reason or "").strip():
         raise click.ClickException("a pause needs a reason (--reason)")
@@ -82,7 +82,7 @@ def _skipped_by(session, pause: JobPause) -> list[datetime]:
               help="Also run, oldest first, the slots skipped while it was paused.")
 def resume_job(name: str, run_skipped: bool) -> None:
     """Resume NAME. The slots skipped while it was paused stay skipped unless --backfill."""
-    settings = load_settings()
+    settings = load_settings(needs=RUNS_JOBS if run_skipped else DATABASE_ONLY)
     known_job(name, settings)
     with session_scope() as session:
         pause = pauses.pause_of(session, name)
@@ -140,7 +140,7 @@ def _run_and_print(slots: list[datetime], name: str, settings: Settings, dry_run
 def backfill_job(name: str, start: str | None, end: str | None, dry_run: bool) -> None:
     """Run NAME's slots from --from to --to (both included) that have no run, or were skipped or
     failed, oldest first, once each (at most 100 slots in the range)."""
-    settings = load_settings()
+    settings = load_settings(needs=RUNS_JOBS)
     known_job(name, settings)
     if start is None or end is None:
         raise click.ClickException("a backfill needs --from and --to (ISO-8601)")

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 import click
 
 from saas.cli.job_control import backfill_job, pause_job, resume_job, say_if_paused
-from saas.cli.settings import load_settings
+from saas.cli.settings import DATABASE_ONLY, NO_SERVICES, RUNS_JOBS, load_settings
 from saas.core.db import session_scope
 from saas.core.settings import Settings
-from saas.core.slots import latest_slot
-from scheduled import ledger
-from scheduled.runner import UnknownJob, check_job, job_overview, recent_runs, run_job
+from saas.core.slots import latest_slot, next_slot
+from scheduled import clock, ledger
+from scheduled.jobs import JOBS
+from scheduled.runner import UnknownJob, check_job, recent_runs, run_job
 
 
 @click.group("jobs")
@@ -28,14 +29,14 @@ def jobs_group() -> None:
 
 @jobs_group.command("list")
 def list_jobs() -> None:
-    """Name, cron, time zone and next run of each job."""
-    settings = load_settings()
-    with session_scope() as session:
-        rows = job_overview(session, settings, datetime.now(UTC), runs_per_job=0)
-    tz = settings.tz
-    for row in rows:
-        nxt = row["next_run"].astimezone(tz).isoformat() if row["next_run"] else "never"
-        click.echo(f"{row['name']:<24} {row['cron']:<22} {row['timezone']:<20} next {nxt}")
+    """Name, cron, time zone and next run of each job (from the settings alone)."""
+    settings = load_settings(needs=NO_SERVICES)
+    tz, now = settings.tz, datetime.now(UTC)
+    for name in JOBS:
+        cron = settings.schedules[name]
+        upcoming = next_slot(cron, tz, now)
+        nxt = upcoming.astimezone(tz).isoformat() if upcoming else "never"
+        click.echo(f"{name:<24} {cron:<22} {settings.app_timezone:<20} next {nxt}")
 
 
 def _parse_at(value: str | None, settings: Settings) -> datetime:
@@ -54,9 +55,10 @@ def _parse_at(value: str | None, settings: Settings) -> datetime:
 @click.argument("name")
 @click.option("--at", "at", default=None, help="ISO-8601 time; the slot at or before it runs (default: now).")
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
-def run(name: str, at: str | None, dry_run: bool) -> None:
+@click.option("--force", is_flag=True, help="Run a slot that is still in the future.")
+def run(name: str, at: str | None, dry_run: bool, force: bool) -> None:
     """Run NAME's slot at or before --at through the ledger (a second identical call does nothing)."""
-    settings = load_settings()
+    settings = load_settings(needs=RUNS_JOBS)
     try:
         cron = check_job(name, settings)
     except UnknownJob as exc:
@@ -66,6 +68,9 @@ def run(name: str, at: str | None, dry_run: bool) -> None:
     if slot is None:
         raise click.ClickException(f"{name} has no slot at or before {moment.isoformat()}")
     local = slot.astimezone(settings.tz).isoformat()
+    if slot > clock.now() and not (dry_run or force):
+        raise click.BadParameter(f"{name}'s slot {local} is in the future; add --force to run it now "
+                                 "(or --dry-run to see what it would do)", param_hint="--at")
     say_if_paused(name, settings)
     result = run_job(name, settings, slot, dry_run=dry_run, explicit=True)
     if result is None:
@@ -83,10 +88,10 @@ def run(name: str, at: str | None, dry_run: bool) -> None:
 
 @jobs_group.command("history")
 @click.argument("name", required=False)
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs.")
 def history(name: str | None, limit: int) -> None:
     """The newest runs, of one job or of all."""
-    settings = load_settings()
+    settings = load_settings(needs=DATABASE_ONLY)
     if name:
         try:
             check_job(name, settings)

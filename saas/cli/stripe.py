@@ -6,7 +6,7 @@ import click
 from billing.catalog import sync_plans
 from billing.gateway import GatewayError
 from billing.plans import PLANS
-from saas.cli.settings import load_settings
+from saas.cli.settings import NO_SERVICES, load_settings
 
 
 @click.group("stripe")
@@ -17,7 +17,7 @@ def stripe_group() -> None:
 @stripe_group.command("sync-plans")
 def sync_plans_command() -> None:
     """Create or update a product and a price (lookup_key = plan key) for each plan; safe to run again."""
-    load_settings()
+    load_settings(needs=NO_SERVICES)
     try:
         changes = sync_plans(PLANS.values())
     except GatewayError as exc:

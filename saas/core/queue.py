@@ -49,6 +49,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Longer than any countdown we use; duplicates are harmless (ledger, outbox claims).
         "broker_transport_options": {"visibility_timeout": 2 * 3600},
         "broker_connection_retry_on_startup": True,
+        # Task events, for Flower (`celery -A scheduled flower`, docs/operations.md): workers
+        # report each task's start and outcome, and a publish reports the task as sent.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "timezone": settings.app_timezone,
         "enable_utc": True,
     }

@@ -17,8 +17,10 @@ _current: list[Settings] = []
 def configure(settings: Settings) -> Settings:
     """Make `settings` this process's and bind every client to them; returns them."""
     _current[:] = [settings]
-    db.bind(settings.database_url)
-    redis_client.bind(settings.redis_url)
+    if settings.database_url:  # a command that needs no database is given none (saas.cli)
+        db.bind(settings.database_url)
+    if settings.redis_url:
+        redis_client.bind(settings.redis_url)
     queue.bind(settings)
     mail.bind(app_url=settings.app_url, auto_reload=settings.env == "dev", mail_from=settings.mail_from)
     return settings

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from saas.core.slots import parse_cron
+from saas.core.slots import fires, parse_cron
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/, migrations/
 JOB_NAMES = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary",
@@ -27,6 +27,13 @@ DEFAULT_SCHEDULES = {
 ENVIRONMENTS = ("dev", "test", "production")
 DEV_SECRET = "dev-only-secret-key-never-use-in-production"
 HEARTBEAT_EVENTS = ("start", "success", "fail")
+LOG_FORMATS = ("text", "json")
+# How often the leading beat looks for due slots (scheduled.beat); the catch-up window must cover it.
+DISPATCH_INTERVAL = timedelta(seconds=10)
+MAX_CATCHUP_WINDOW = timedelta(days=365)
+# The settings a command may do without (saas.cli asks each command's own); everything else is
+# always read, and a setting that is set is always checked.
+SERVICE_SETTINGS = frozenset({"DATABASE_URL", "REDIS_URL", "SMTP_URL", "SECRET_KEY", "APP_URL"})
 
 
 class SettingsError(Exception):
@@ -35,11 +42,24 @@ class SettingsError(Exception):
 
 def _duration(name: str, raw: str) -> timedelta:
     """Parse '36h', '90m', '2d', '45s' or a bare number of seconds."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", raw)
+    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd]?)\s*", raw)
     if not match:
         raise SettingsError(f"{name} must be a duration like 36h, 90m, 2d or 45s (got {raw!r})")
     unit = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-    return timedelta(**{unit: int(match[1])})
+    try:
+        return timedelta(**{unit: int(match[1])})
+    except OverflowError:
+        raise SettingsError(f"{name} is too long (got {raw!r})") from None
+
+
+def _catchup_window(raw: str) -> timedelta:
+    """At least one dispatch interval (a shorter window would skip slots between two looks) and
+    at most a year (beat lists every slot in the window on each look)."""
+    window = _duration("CATCHUP_WINDOW", raw)
+    if not DISPATCH_INTERVAL <= window <= MAX_CATCHUP_WINDOW:
+        raise SettingsError(f"CATCHUP_WINDOW must be between {int(DISPATCH_INTERVAL.total_seconds())}s (how often "
+                            f"beat looks for due slots) and {MAX_CATCHUP_WINDOW.days}d (got {raw.strip()!r})")
+    return window
 
 
 def _int(name: str, raw: str, minimum: int = 0) -> int:
@@ -66,6 +86,8 @@ def _cron(name: str, raw: str) -> str:
             parse_cron(part)
         except ValueError as exc:
             raise SettingsError(f"{name} is not a valid cron string ({raw!r}): {exc}") from None
+        if not fires(part):
+            raise SettingsError(f"{name} names no day that exists, so it would never run ({raw!r})")
     return raw.strip()
 
 
@@ -100,6 +122,7 @@ class Settings:
     heartbeat_url: str = ""
     heartbeat_events: dict[str, str] = field(default_factory=dict)
     heartbeat_timeout: float = 3.0
+    log_format: str = "text"
 
     @property
     def app_host(self) -> str:
@@ -115,8 +138,12 @@ class Settings:
         return self.env == "production"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """Build settings from `environ` (default os.environ), failing with the setting's name."""
+    def from_env(cls, environ: dict[str, str] | None = None,
+                 needs: frozenset[str] | set[str] = SERVICE_SETTINGS) -> Settings:
+        """Build settings from `environ` (default os.environ), failing with the setting's name.
+
+        Of SERVICE_SETTINGS, only those in `needs` are required: the others, when unset, are left
+        empty (their clients stay unbound), so a command asks only for what it uses."""
         env = dict(os.environ if environ is None else environ)
         get = env.get
         mode = get("SAAS_ENV", "production")
@@ -125,21 +152,21 @@ class Settings:
 
         def required(name: str) -> str:
             value = get(name, "").strip()
-            if not value:
+            if not value and name in needs:
                 raise SettingsError(f"{name} is required but not set")
             return value
 
         secret = get("SECRET_KEY", "").strip()
         if not secret:
-            if mode == "production":
+            if mode == "production" and "SECRET_KEY" in needs:
                 raise SettingsError("SECRET_KEY is required outside dev and test")
-            secret = DEV_SECRET
+            secret = "" if mode == "production" else DEV_SECRET  # never the dev key in production
         elif mode == "production" and len(secret) < 16:
             raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
 
         app_url = get("APP_URL", "").strip().rstrip("/")
         if not app_url:
-            if mode == "production":
+            if mode == "production" and "APP_URL" in needs:
                 raise SettingsError("APP_URL is required outside dev and test: every absolute link is built "
                                     "from it and requests for any other host are refused")
             app_url = "http://127.0.0.1:5000"
@@ -153,13 +180,13 @@ class Settings:
             raise SettingsError(f"APP_TIMEZONE is not a known IANA time zone (got {tz_name!r})") from None
 
         database_url = required("DATABASE_URL")
-        if not database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        if database_url and not database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL (PostgreSQL is the one database)")
         redis_url = required("REDIS_URL")
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"REDIS_URL must be a redis:// URL (got {redis_url!r})")
         smtp_url = required("SMTP_URL")
-        if not smtp_url.startswith(("smtp://", "smtps://")):
+        if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
             raise SettingsError(f"SMTP_URL must be an smtp:// or smtps:// URL (got {smtp_url!r})")
 
         schedules = {
@@ -169,6 +196,9 @@ class Settings:
         }
         if mode == "production" and get("SAAS_TEST_CLOCK_FILE", "").strip():
             raise SettingsError("SAAS_TEST_CLOCK_FILE is a test-only clock and is refused in production")
+        log_format = get("LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)} (got {log_format!r})")
         stripe_key = get("STRIPE_SECRET_KEY", "sk_test_emulator").strip()
         api_base = get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
         if stripe_key.startswith(("sk_live_", "rk_live_")) and not api_base.startswith("https://api.stripe.com"):
@@ -192,10 +222,11 @@ class Settings:
             finance_emails=_emails("FINANCE_EMAILS", get("FINANCE_EMAILS", "finance@example.com")),
             admin_emails=_emails("ADMIN_EMAILS", get("ADMIN_EMAILS", "admin@example.com")),
             schedules=schedules,
-            catchup_window=_duration("CATCHUP_WINDOW", get("CATCHUP_WINDOW", "36h")),
+            catchup_window=_catchup_window(get("CATCHUP_WINDOW", "36h")),
             trusted_proxy_hops=_int("TRUSTED_PROXY_HOPS", get("TRUSTED_PROXY_HOPS", "0")),
             dev_maildir=get("DEV_MAILDIR", ""),
             **_observability(get),
+            log_format=log_format,
         )
 
 

@@ -4,18 +4,26 @@ Cron fields are parsed by Celery's own `crontab`, so day-of-month and day-of-wee
 as Celery does ("0 1 8-14 * tue" is the second Tuesday); POSIX cron ORs them instead.
 A job may have several crons joined by ';' (the finance summary runs daily and monthly).
 
+The latest and next slot are found however far apart slots are (`0 0 29 2 *` runs every four
+years, `0 0 29 2 mon` every 28 at most): two days are searched slot by slot, then the search jumps
+to the next calendar day the cron names. The Gregorian calendar repeats every 400 years (146097
+days, a whole number of weeks), so a cron with no day in 400 years names none at all.
+
 DST policy, per wall-clock time the cron names on a local day:
 - a time in the skipped hour runs at the same offset past the gap (02:30 -> 03:30 new time);
 - a time in the repeated hour runs once, at its first occurrence.
 """
 from __future__ import annotations
 
+import calendar
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
 
-MAX_LOOKBACK_DAYS = 800  # enough for a cron that fires once a year on a rare weekday
+CYCLE_MONTHS = 400 * 12  # the Gregorian calendar's period: a day a cron names recurs within it
+WINDOW = timedelta(days=2)  # searched slot by slot before jumping to the next day the cron names
 
 
 def parse_cron(expr: str) -> crontab:
@@ -64,25 +72,74 @@ def slots_between(expr: str, tz: ZoneInfo | str, start: datetime, end: datetime)
     return sorted(found)
 
 
+def _months(start: date, step: int) -> Iterator[tuple[int, int]]:
+    """(year, month) from `start`'s month, one calendar cycle forward (step 1) or back (-1)."""
+    index = start.year * 12 + start.month - 1
+    for offset in range(CYCLE_MONTHS + 1):
+        year, month0 = divmod(index + step * offset, 12)
+        if not 1 <= year <= 9999:
+            return
+        yield year, month0 + 1
+
+
+def _named_day(cron: crontab, start: date, step: int) -> date | None:
+    """The first day at or after `start` (step 1), or at or before it (-1), whose month, day of
+    month and weekday the cron names; None if there is none within a calendar cycle."""
+    for year, month in _months(start, step):
+        if month not in cron.month_of_year:
+            continue
+        last = calendar.monthrange(year, month)[1]
+        for dom in sorted(cron.day_of_month, reverse=step < 0):
+            if dom > last:
+                continue
+            day = date(year, month, dom)
+            if (day - start).days * step >= 0 and day.isoweekday() % 7 in cron.day_of_week:
+                return day
+    return None
+
+
+def _nearest_named_day(expr: str, start: date, step: int) -> date | None:
+    days = [d for d in (_named_day(cron, start, step) for cron in _crons(expr)) if d is not None]
+    if not days:
+        return None
+    return min(days) if step > 0 else max(days)
+
+
+def fires(expr: str) -> bool:
+    """Whether the cron names at least one day that exists (Celery's crontab already refuses
+    `0 0 31 2 *`; this also covers day-of-week combinations)."""
+    return _nearest_named_day(expr, date(2000, 1, 1), 1) is not None
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
 def latest_slot(expr: str, tz: ZoneInfo | str, at: datetime) -> datetime | None:
-    """The newest slot at or before `at` (None if the cron never fired in MAX_LOOKBACK_DAYS)."""
-    window = timedelta(days=2)
+    """The newest slot at or before `at` (None only for a cron that names no existing day)."""
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
     end = at
-    while end > at - timedelta(days=MAX_LOOKBACK_DAYS):
-        found = slots_between(expr, tz, end - window, end)
+    while True:
+        found = slots_between(expr, tz, end - WINDOW, end)
         if found:
             return found[-1]
-        end -= window
-    return None
+        # Nothing in (end - WINDOW, end]: the next candidates are on the newest named day before.
+        day = _nearest_named_day(expr, (end - WINDOW).astimezone(tz).date() + timedelta(days=1), -1)
+        if day is None:
+            return None
+        end = min(end - WINDOW, _day_start(day + timedelta(days=2), tz))
 
 
 def next_slot(expr: str, tz: ZoneInfo | str, after: datetime) -> datetime | None:
-    """The first slot strictly after `after`."""
-    window = timedelta(days=2)
+    """The first slot strictly after `after` (None only for a cron that names no existing day)."""
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
     start = after
-    while start < after + timedelta(days=MAX_LOOKBACK_DAYS):
-        found = slots_between(expr, tz, start, start + window)
+    while True:
+        found = slots_between(expr, tz, start, start + WINDOW)
         if found:
             return found[0]
-        start += window
-    return None
+        # Nothing in (start, start + WINDOW]: jump to the first named day after it.
+        day = _nearest_named_day(expr, (start + WINDOW).astimezone(tz).date() - timedelta(days=1), 1)
+        if day is None:
+            return None
+        start = max(start + WINDOW, _day_start(day - timedelta(days=1), tz))

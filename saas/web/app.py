@@ -1,11 +1,13 @@
 """The Flask app factory: extensions, blueprints, error handlers, commands."""
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from saas.core import db, runtime
+from saas.core import db, logs, runtime
 from saas.core.settings import ROOT, Settings
 from saas.web import activity, filters, input_guard, login, security_headers
 from saas.web.extensions import csrf, limiter
@@ -17,7 +19,12 @@ from saas.web.views.errors import init_app as init_errorhandlers
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (default: read from the environment); they become the
     process's (saas.core.runtime), and views read them from the app (app_settings())."""
-    settings = runtime.configure(settings or Settings.from_env())
+    if settings is None:  # the process's entry point (gunicorn "saas.web.app:create_app()"): its logs too
+        settings = Settings.from_env()
+        logs.configure(settings.log_format)
+        logs.apply(settings.log_format, [*logging.getLogger("gunicorn.error").handlers,
+                                         *logging.getLogger("gunicorn.access").handlers])
+    settings = runtime.configure(settings)
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static")
     app.url_map.converters["int"] = DatabaseId
     app.config.update(

@@ -43,3 +43,19 @@ def test_unknown_job_and_bad_date_fail_clearly(runner):
     bad = runner.invoke(jobs_group, ["run", "finance-summary", "--at", "yesterday"])
     assert bad.exit_code != 0 and "'yesterday' is not an ISO-8601" in bad.output
     assert runner.invoke(jobs_group, ["history", "nope"]).exit_code != 0
+
+
+def test_a_future_slot_runs_only_with_force(runner):
+    future = ["run", "purge-dormant-accounts", "--at", "2999-01-02T12:00:00+00:00"]
+    refused = runner.invoke(jobs_group, future)
+    assert refused.exit_code == 2 and "is in the future; add --force" in refused.output
+    assert "No runs yet." in runner.invoke(jobs_group, ["history"]).output
+    dry = runner.invoke(jobs_group, [*future, "--dry-run"])  # a preview changes nothing: allowed
+    assert dry.exit_code == 0 and "(dry run): succeeded" in dry.output
+    forced = runner.invoke(jobs_group, [*future, "--force"])
+    assert forced.exit_code == 0 and "slot 2999-01-02T00:00:00+00:00: succeeded" in forced.output
+
+
+def test_history_limit_must_be_positive(runner):
+    result = runner.invoke(jobs_group, ["history", "--limit", "0"])
+    assert result.exit_code == 2 and "'--limit'" in result.output

@@ -43,3 +43,56 @@ def test_every_zone_agrees_on_latest_and_next_slot(at, cron):
         assert latest <= at < upcoming, name
         assert slots_between(cron, tz, latest, upcoming) == [upcoming], name  # nothing in between
         assert slots_between(cron, tz, latest - timedelta(seconds=1), latest) == [latest], name
+
+
+RARE_CRONS = ["0 0 29 2 *", "30 2 29 2 *", "0 0 29 2 mon", "0 12 31 12 sun", "15 1 1 1 *"]
+zones = st.sampled_from(ZONES)
+
+
+@settings(max_examples=12, deadline=None)
+@given(at=instants, cron=st.sampled_from(RARE_CRONS), zone=zones)
+def test_slots_years_apart_are_found(at, cron, zone):
+    """A leap day (every 4 years; on a Monday, up to 28): no horizon where the search gives up."""
+    tz = ZoneInfo(zone)
+    latest, upcoming = latest_slot(cron, tz, at), next_slot(cron, tz, at)
+    assert latest is not None and upcoming is not None
+    assert latest <= at < upcoming
+    assert slots_between(cron, tz, latest - timedelta(seconds=1), latest) == [latest]
+    assert slots_between(cron, tz, latest, upcoming) == [upcoming]  # nothing in between, however long
+
+
+def _field(draw, low: int, high: int) -> str:
+    kind = draw(st.sampled_from(["*", "n", "range", "list"]))
+    if kind == "*":
+        return "*"
+    a, b = sorted(draw(st.lists(st.integers(low, high), min_size=2, max_size=2)))
+    return {"n": str(a), "range": f"{a}-{b}", "list": f"{a},{b}"}[kind]
+
+
+@st.composite
+def crons(draw) -> str:
+    """Any cron Celery accepts: Feb 30 alone is refused at parse (and by the settings)."""
+    while True:
+        expr = " ".join([str(draw(st.integers(0, 59))), str(draw(st.integers(0, 23))), _field(draw, 1, 31),
+                         _field(draw, 1, 12), _field(draw, 0, 6)])
+        try:
+            slots_between(expr, "UTC", datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
+        except ValueError:
+            continue
+        return expr
+
+
+@settings(max_examples=25, deadline=None)
+@given(at=instants, cron=crons(), zone=zones)
+def test_latest_and_next_slot_are_the_nearest_listed_slots(at, cron, zone):
+    """Against a plain listing of every slot within six years either side (every cron Celery
+    accepts names a day that exists, so both are found)."""
+    tz = ZoneInfo(zone)
+    span = timedelta(days=6 * 366)
+    latest, upcoming = latest_slot(cron, tz, at), next_slot(cron, tz, at)
+    assert latest is not None and upcoming is not None
+    before, after = slots_between(cron, tz, at - span, at), slots_between(cron, tz, at, at + span)
+    if before:
+        assert latest == before[-1]
+    if after:
+        assert upcoming == after[0]
