@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class UnknownJob(ValueError):
-    """The name is not one of the four jobs."""
+    """The name is not one of the jobs."""
 
 
 def check_job(name: str, settings: Settings) -> str:

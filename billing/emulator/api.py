@@ -498,6 +498,16 @@ def create_app(store: Store, account: Account) -> Flask:
     def get_invoice(p, invoice):
         return account.need(invoice, "invoice", "invoices")
 
+    @endpoint("POST /v1/invoices/{invoice}/pay", {"expand", "off_session"})
+    def pay_invoice(p, invoice):
+        """Charge an open invoice now (a retry out of Stripe's schedule): paid, or 402 with the card's error
+        and the invoice's payment_failed (and payment_action_required) events, as Stripe answers it."""
+        return account.pay_invoice(account.need(invoice, "invoice", "invoices", "invoice"))
+
+    @endpoint("POST /v1/invoices/{invoice}/mark_uncollectible")
+    def mark_uncollectible(p, invoice):
+        return account.mark_uncollectible(account.need(invoice, "invoice", "invoices", "invoice"))
+
     @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)
     def list_invoice_payments(p):
         rows = [i for i in live("invoice_payments") if i["invoice"] == p.get("invoice", i["invoice"])
@@ -560,7 +570,8 @@ def create_app(store: Store, account: Account) -> Flask:
         if kind in ("invoice.payment_failed", "invoice.paid"):
             sub = _subscription_for(p)
             if kind == "invoice.payment_failed":
-                return account.fail_payment(sub, p.get("decline_code") or None)
+                return account.fail_payment(sub, p.get("decline_code") or None,
+                                            until_card_changes=p.get("until_card_changes") == "true")
             return account.pay(sub)
         if kind == "subscription.renewal":
             return account.renew(_subscription_for(p))

@@ -1,4 +1,5 @@
-"""The four nightly jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
+"""The scheduled jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
+from scheduled.jobs.advance_dunning import advance_dunning
 from scheduled.jobs.finance_summary import finance_summary
 from scheduled.jobs.flag_expiring_cards import flag_expiring_cards
 from scheduled.jobs.purge_dormant_accounts import purge_dormant_accounts
@@ -9,4 +10,5 @@ JOBS = {
     "remind-inactive-users": remind_inactive_users,
     "purge-dormant-accounts": purge_dormant_accounts,
     "finance-summary": finance_summary,
+    "advance-dunning": advance_dunning,
 }
