@@ -7,7 +7,7 @@ lost); `advance-dunning` (scheduled/jobs/advance_dunning.py) takes the steps tha
 
 Step k of a case falls due DUNNING_SCHEDULE[k] days after the failure on APP_TIMEZONE's calendar:
 the same wall-clock time N days later (23 or 25 hours across a DST change), a time skipped by the
-change moving to just after it, like the job slots. Step 0 is the failure's own email, sent by the
+change moved forward by the gap, a repeated time at its first occurrence. Step 0 is the failure's own email, sent by the
 webhook; the last step sends the last email and applies DUNNING_FINAL_ACTION.
 """
 from __future__ import annotations
@@ -45,12 +45,9 @@ def _wall(moment: datetime, tz: ZoneInfo) -> datetime:
 
 
 def _instant(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The aware UTC instant of a local wall-clock time; a time in a DST gap is moved past the gap,
-    a repeated time is its first occurrence."""
-    first = wall.replace(tzinfo=tz, fold=0)
-    if _wall(first.astimezone(UTC), tz) != wall:  # skipped by the change: the gap's end
-        return wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    return first.astimezone(UTC)
+    """The aware UTC instant of a local wall-clock time: a repeated time is its first occurrence, a time
+    in a DST gap is moved forward by the gap (02:30 on a spring-forward night is 03:30), PEP 495's fold=0."""
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def step_due_at(opened_at: datetime, days: int, tz: ZoneInfo) -> datetime:
