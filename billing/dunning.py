@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing import gateway, records
+from billing.current import current_case_query
 from billing.models import DunningCase, DunningStep, Invoice, Subscription
 
 __all__ = ["DunningCase", "account_ended", "current_case", "invoice_ended", "invoice_paid", "next_step", "open_case",
@@ -91,8 +92,7 @@ def open_case_for(session: Session, invoice: Invoice) -> DunningCase | None:
 
 def current_case(session: Session, user_id: int) -> DunningCase | None:
     """The account's newest case still open or paused (the banner, Pay now, the card update)."""
-    return session.scalar(select(DunningCase).where(DunningCase.user_id == user_id, DunningCase.status.in_(OPEN))
-                          .order_by(DunningCase.opened_at.desc(), DunningCase.id.desc()).limit(1))
+    return session.scalar(current_case_query(user_id))
 
 
 def open_case(session: Session, invoice: Invoice, sub: Subscription | None) -> DunningCase | None:
@@ -317,3 +317,46 @@ def sync_cases(session: Session, user_ids: list[int] | None = None, limit: int =
             case.status, case.closed_at = "closed", utcnow()
             closed += 1
     return {"opened": opened, "recovered": recovered, "closed": closed}
+
+
+# The admin page ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaseRow:
+    """One case as /admin/dunning shows it."""
+
+    case: DunningCase
+    email: str | None
+    days_open: int
+    next_action: str
+    next_at: datetime | None
+
+
+def next_action_words(case: DunningCase, settings: Settings) -> tuple[str, datetime | None]:
+    """What the case does next and when, in an admin's words."""
+    if case.status == "paused":
+        return "paused: no step until resumed", None
+    upcoming = next_step(case, settings)
+    if upcoming is None:
+        return ("none: the subscription is kept past due, Stripe keeps retrying" if case.final_action == "keep"
+                else "none"), None
+    if upcoming.final:
+        return f"last email and final action ({settings.dunning_final_action})", upcoming.due_at
+    return f"reminder email (step {upcoming.step})", upcoming.due_at
+
+
+def admin_cases(session: Session, settings: Settings, now: datetime, closed_limit: int = 100
+                ) -> tuple[list[CaseRow], list[CaseRow]]:
+    """Open and paused cases (oldest first), and the newest ended ones with their outcome."""
+    def rows(stmt) -> list[CaseRow]:
+        found = []
+        for case, email in session.execute(stmt).all():
+            end = case.closed_at or now
+            action, at = next_action_words(case, settings) if case.status in OPEN else ("", None)
+            found.append(CaseRow(case, email, max((end - case.opened_at).days, 0), action, at))
+        return found
+
+    base = select(DunningCase, User.email).outerjoin(User, User.id == DunningCase.user_id)
+    running = rows(base.where(DunningCase.status.in_(OPEN)).order_by(DunningCase.opened_at, DunningCase.id))
+    ended = rows(base.where(DunningCase.status.not_in(OPEN))
+                 .order_by(DunningCase.closed_at.desc(), DunningCase.id.desc()).limit(closed_limit))
+    return running, ended
