@@ -257,3 +257,27 @@ def test_the_schedule_setting_is_validated():
     with pytest.raises(SettingsError, match="DUNNING_FINAL_ACTION"):
         Settings.from_env({**base, "DUNNING_FINAL_ACTION": "delete"})
     assert dataclasses.replace(Settings.from_env(base)).dunning_final_action == "cancel"
+
+
+def test_the_finance_funnel_counts_outcomes_causes_steps_and_recovered_mrr(make_case):
+    from billing.finance import dunning_funnel, to_csv
+
+    day = OPENED + timedelta(days=2)
+    make_case(OPENED, status="recovered", cause="pay_now", step=1, closed_at=day)
+    make_case(OPENED, amount=1000, status="recovered", cause="card_updated", step=0, closed_at=day)
+    make_case(OPENED, status="lost", step=3, closed_at=day)
+    make_case(OPENED, status="written_off", closed_at=day)
+    make_case(OPENED, status="closed", closed_at=day)  # ended at Stripe: neither won nor lost
+    make_case(OPENED)  # still open
+    make_case(OPENED - timedelta(days=40), status="recovered", cause="pay_now", closed_at=OPENED - timedelta(days=30))
+    with session_scope() as s:
+        funnel = dunning_funnel(s, OPENED - timedelta(hours=1), OPENED + timedelta(days=3))
+    assert funnel == {
+        "opened": 6, "recovered": 2, "lost": 1, "written_off": 1,
+        "recovered_by_cause": {"pay_now": 1, "card_updated": 1, "automatic_retry": 0, "authentication": 0},
+        "recovered_by_step": {"0": 1, "1": 1}, "recovered_mrr_cents": 3900, "recovery_rate": 0.5}
+    csv = to_csv("daily", {"period_start": "a", "period_end": "b", "currencies": {}, "dunning": funnel,
+                           **dict.fromkeys(("active_subscriptions", "trialing_subscriptions", "new_subscriptions",
+                                            "cancelled_subscriptions", "expiring_cards", "reminders_sent",
+                                            "accounts_purged", "purges_pending"), 0)})
+    assert "dunning_recovered_by_card_updated,,1" in csv and "dunning_recovery_rate,,0.5" in csv
