@@ -556,7 +556,8 @@ def create_app(store: Store, account: Account) -> Flask:
             canceled_at = int(p["canceled_at"]) if p.get("canceled_at") else None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise invalid("periods[i][start], periods[i][end] and canceled_at must be Unix timestamps") from None
-        sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at)
+        sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at,
+                                         last_failed=p.get("last_failed") == "true")
         return {**sub, "invoice_ids": sub["_invoices"]}
 
     def trigger(p):

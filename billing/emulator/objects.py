@@ -472,9 +472,11 @@ class Account:
         }))
 
     def place_subscription(self, customer_id: str, price_id: str, periods: list[tuple[int, int]],
-                           canceled_at: int | None) -> dict[str, Any]:
+                           canceled_at: int | None, last_failed: bool = False) -> dict[str, Any]:
         """A subscription with a past, as a seed needs it: one paid invoice per period, the last period
-        current, cancelled at `canceled_at` if given. Nothing is emitted: this is history, not news."""
+        current, cancelled at `canceled_at` if given; with `last_failed`, the last period's invoice is open,
+        its charge declined, the subscription past_due and every retry declined until the card changes.
+        Nothing is emitted: this is history, not news."""
         customer = self.need(customer_id, "customer", "customers", "customer")
         plan = self.catalog_plan(price_id)
         if plan is None or not periods or any(start >= end for start, end in periods) \
@@ -494,6 +496,14 @@ class Account:
             invoice["status_transitions"].update(finalized_at=start, paid_at=start)
             sub["latest_invoice"] = invoice["id"]
             sub.setdefault("_invoices", []).append([invoice["id"], invoice["number"]])
+        if last_failed and not canceled_at:
+            invoice.update(status="open", amount_paid=0, amount_remaining=invoice["amount_due"], auto_advance=True,
+                           next_payment_attempt=periods[-1][0] + 3 * 24 * 3600)
+            invoice["status_transitions"]["paid_at"] = None
+            sub["status"] = "past_due"
+            self.record_payment(invoice, sub, CHARGE_DECLINED)
+            pm = self.default_card(sub)
+            invoice["_declined_for"] = [pm["id"] if pm else None, list(CHARGE_DECLINED)]
         return sub
 
     def _invoice(self, customer: dict[str, Any], sub: dict[str, Any], reason: str, service: tuple[int, int],
