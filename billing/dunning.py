@@ -215,11 +215,13 @@ def retry_open_invoice(session: Session, user: User, cause: str, attempt: str) -
         retry_failed(session, case_id, cause)
         session.commit()
         raise
-    invoice = records.upsert_invoice(session, user, paid, int(utcnow().timestamp()) - 1)
+    # Stripe's answer is as new as the payment's own events (same second): it may be applied over them.
+    at = (paid.get("status_transitions") or {}).get("paid_at") or int(utcnow().timestamp()) - 1
+    invoice = records.upsert_invoice(session, user, paid, at)
     sub = session.get(Subscription, invoice.subscription_id, with_for_update=True) if invoice.subscription_id else None
     if invoice.status == "paid":
         if sub is not None and sub.status in ("past_due", "unpaid"):
-            records.set_subscription_status(session, sub, "active", int(utcnow().timestamp()) - 1)
+            records.set_subscription_status(session, sub, "active", at)
         invoice_paid(session, invoice, invoice.paid_at)
     return session.get_one(DunningCase, case_id, populate_existing=True)
 
@@ -241,7 +243,7 @@ def apply_final_action(session: Session, case: DunningCase) -> bool:
         except gateway.NotFound:
             obj = None
         if obj is not None and user is not None:
-            records.upsert_subscription(session, user.id, obj, started)
+            records.upsert_subscription(session, user.id, obj, obj.get("ended_at") or started)
     elif case.final_action == "mark_unpaid":
         if invoice is not None and invoice.status == "open":
             try:
