@@ -246,7 +246,7 @@ def test_sync_cases_repairs_a_lost_webhook(make_user, subscription, invoice):
 
 
 def test_the_schedule_setting_is_validated():
-    from saas.core.settings import SettingsError, Settings
+    from saas.core.settings import Settings, SettingsError
 
     base = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x", "SMTP_URL": "smtp://x", "SAAS_ENV": "dev"}
     assert Settings.from_env({**base}).dunning_schedule == (0, 3, 7, 14)
@@ -281,3 +281,28 @@ def test_the_finance_funnel_counts_outcomes_causes_steps_and_recovered_mrr(make_
                                             "cancelled_subscriptions", "expiring_cards", "reminders_sent",
                                             "accounts_purged", "purges_pending"), 0)})
     assert "dunning_recovered_by_card_updated,,1" in csv and "dunning_recovery_rate,,0.5" in csv
+
+
+@pytest.mark.parametrize("final_action", ["keep", "mark_unpaid"])
+def test_an_account_in_dunning_is_never_purged(make_user, subscription, invoice, ctx, session, sent, final_action):
+    """In dunning (past_due), and after a final action that leaves the debt (unpaid, the invoice open or
+    uncollectible): the purge's protections hold, as today."""
+    from scheduled.dormancy import protection_reason
+    from scheduled.jobs import purge_dormant_accounts
+
+    now = utc(2025, 6, 1)
+    dormant = {"last_seen_at": utc(2024, 10, 1), "inactive_warned_at": utc(2025, 4, 2), "purge_due_at": utc(2025, 5, 2)}
+    fabio = make_user(**dormant)
+    status = "past_due" if final_action == "keep" else "unpaid"
+    sub = subscription(fabio.id, status=status)
+    inv = invoice(fabio.id, status="open" if final_action == "keep" else "uncollectible", subscription_id=sub.id,
+                  first_failed_at=utc(2025, 5, 1))
+    add(DunningCase, user_id=fabio.id, subscription_id=sub.id, invoice_id=inv.id, amount_cents=1000, mrr_cents=1000,
+        opened_at=utc(2025, 5, 1), link_token="tok-purge", step=3,
+        status="open" if final_action == "keep" else "lost", final_action=final_action)
+    assert protection_reason(session, fabio.id) in ("subscription past_due", "unpaid invoice")
+    purge_dormant_accounts(session, ctx("purge-dormant-accounts", now))
+    session.commit()
+    with session_scope() as s:
+        assert s.get(type(fabio), fabio.id).purged_at is None
+    assert sent == []
