@@ -134,3 +134,31 @@ def test_the_final_action_cancels_the_subscription_at_stripe(settings, stripe_em
     assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "canceled"
     emulator_quiet(stripe_emulator)
     assert _case(user.id).status == "lost"  # the deletion webhook does not turn it into "closed"
+
+
+def test_the_emulator_declines_the_retry_until_the_card_changes_and_refuses_a_paid_invoice(stripe_emulator, celery_worker,
+                                                                                           make_user):
+    user, customer = _subscriber_with_card(make_user, "4242424242424242", "retry@example.com")
+    sub_id = _place(stripe_emulator, customer)
+    invoice = stripe_emulator.trigger("invoice.payment_failed", subscription=sub_id, decline_code="insufficient_funds",
+                                      until_card_changes="true")
+    for attempt in ("a1", "a2"):  # the same card: declined each time, with the same reason
+        try:
+            gateway.pay_invoice(invoice["id"], attempt)
+        except gateway.PaymentError as exc:
+            assert "insufficient funds" in str(exc)
+        else:
+            raise AssertionError("the retry should be declined")
+    pm = gateway.create_card_payment_method("5555555555554444", 12, datetime.now(UTC).year + 2, f"mc-{user.id}")
+    gateway.attach_payment_method(pm["id"], customer)
+    gateway.set_default_payment_method(customer, pm["id"])
+    paid = gateway.pay_invoice(invoice["id"], "a3")
+    assert paid["status"] == "paid" and paid["attempt_count"] == 4
+    assert gateway.pay_invoice(invoice["id"], "a3")["status"] == "paid"  # the same attempt: Stripe's answer replayed
+    try:
+        gateway.pay_invoice(invoice["id"], "a4")  # a new attempt on a paid invoice: refused, never charged twice
+    except gateway.GatewayError as exc:
+        assert "already paid" in str(exc)
+    else:
+        raise AssertionError("a paid invoice must not be paid again")
+    emulator_quiet(stripe_emulator)
