@@ -136,8 +136,8 @@ def test_the_final_action_cancels_the_subscription_at_stripe(settings, stripe_em
     assert _case(user.id).status == "lost"  # the deletion webhook does not turn it into "closed"
 
 
-def test_the_emulator_declines_the_retry_until_the_card_changes_and_refuses_a_paid_invoice(stripe_emulator, celery_worker,
-                                                                                           make_user):
+def test_the_emulator_declines_the_retry_until_the_card_changes_and_refuses_a_paid_invoice(
+        stripe_emulator, celery_worker, make_user):
     user, customer = _subscriber_with_card(make_user, "4242424242424242", "retry@example.com")
     sub_id = _place(stripe_emulator, customer)
     invoice = stripe_emulator.trigger("invoice.payment_failed", subscription=sub_id, decline_code="insufficient_funds",
