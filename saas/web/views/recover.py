@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from billing import progress, tasks
 from billing.dunning import OPEN, next_step
-from billing.models import DunningCase
+from billing.models import DunningCase, Invoice
 from saas.core.db import web_session
 from saas.core.models import User
 from saas.core.queue import enqueue
@@ -45,7 +45,10 @@ def _own_state(op_id: str, user: User) -> dict:
 @bp.get("/<token>")
 def page(token: str):
     case, user = _case(token)
-    return render_template("billing/recover.html", case=case, token=token, user=user,
+    invoice = web_session.get(Invoice, case.invoice_id) if case.invoice_id else None
+    confirm_url = (invoice.hosted_invoice_url if invoice is not None and invoice.status == "open"
+                   and invoice.action_required_at is not None else None)  # the bank asks for authentication
+    return render_template("billing/recover.html", case=case, token=token, user=user, confirm_url=confirm_url,
                            next=next_step(case, app_settings()), message=request.args.get("message"),
                            ok=request.args.get("ok") == "1")
 
