@@ -74,6 +74,8 @@ def _advance_to(session: Session, ctx: RunContext, k: int, final: bool, action: 
         last = max((r.opened_at, r.id) for r in rows)
         ctx.batch_done(session, name=cursor_name, cursor=[last[0].isoformat(), last[1]], scanned=len(rows),
                        changed=len(rows), emails=emails)
+        if len(rows) < ctx.batch_size:  # the last batch (a case a concurrent change skipped: the next slot)
+            return
 
 
 def _queue_emails(ctx: RunContext, moved, k: int, final: bool, action: str):
