@@ -88,6 +88,11 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     assert call("last_payment_error", invoice["id"]) is None  # paid at once
     invoices = call("list_invoices", customer["id"])
     assert [conforms(i)["id"] for i in invoices] == [invoice["id"]]
+    failed = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"])  # a renewal declined
+    paid = conforms(call("pay_invoice", failed["id"], attempt))  # dunning's Pay now / new card
+    assert (paid["id"], paid["status"]) == (failed["id"], "paid")
+    failed = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"])
+    assert conforms(call("mark_invoice_uncollectible", failed["id"]))["status"] == "uncollectible"
 
     assert conforms(call("detach_payment_method", pm["id"]))["customer"] is None
     assert conforms(call("cancel_subscription", sub["id"]))["status"] == "canceled"
@@ -215,7 +220,7 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("setup_intent", "last_setup_error.decline_code"), ("invoice", "hosted_invoice_url"),
     ("invoice_payment", "payment.payment_intent.last_payment_error.code"),
     ("subscription", "items.price.lookup_key"), ("price", "lookup_key"), ("price", "product.name"),
-    ("price", "product.active"), ("price", "recurring.interval_count"),
+    ("price", "product.active"), ("price", "recurring.interval_count"), ("subscription", "ended_at"),
 ]
 GONE = [("subscription", "current_period_end"), ("subscription", "current_period_start"),
         ("invoice", "subscription")]
