@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import requests
 from sqlalchemy import select
 
-from billing import gateway, tasks
+from billing import dunning, gateway, tasks
 from billing.models import DunningCase, Invoice, Subscription
 from billing.plans import PLANS
 from billing.seed import seed_billing
@@ -107,8 +108,6 @@ def test_pay_now_is_declined_until_the_card_changes_then_a_new_card_wins_the_cas
     gateway.attach_payment_method(pm["id"], customer)
     gateway.set_default_payment_method(customer, pm["id"])
     with session_scope() as s:
-        from billing import dunning
-
         won = dunning.retry_open_invoice(s, s.get(type(user), user.id), "card_updated", "card-test")
     assert (won.status, won.cause) == ("recovered", "card_updated")
     emulator_quiet(stripe_emulator)  # the invoice.paid webhook finds the case closed: nothing twice
@@ -119,21 +118,29 @@ def test_pay_now_is_declined_until_the_card_changes_then_a_new_card_wins_the_cas
     assert _case(user.id).cause == "card_updated"
 
 
-def test_the_final_action_cancels_the_subscription_at_stripe(settings, stripe_emulator, celery_worker, make_user):
-    user = make_user(email="lost@example.com", name="Lou")
+@pytest.mark.parametrize("action", ["cancel", "mark_unpaid"])
+def test_the_final_action_is_applied_at_stripe(settings, stripe_emulator, celery_worker, make_user, action):
+    user = make_user(email=f"lost-{action}@example.com", name="Lou")
     with session_scope() as s:
         seed_billing(s, {"fabio": s.get(type(user), user.id)}, datetime.now(UTC) - timedelta(days=11), settings)
         s.execute(DunningCase.__table__.update().where(DunningCase.user_id == user.id)
-                  .values(step=2, status="lost", final_action="cancel", closed_at=datetime.now(UTC)))
+                  .values(step=3, status="lost", final_action=action, closed_at=datetime.now(UTC)))
     case = _case(user.id)
     enqueue(tasks.apply_dunning_final_action, case_ids=[case.id])
     wait_until(lambda: _case(user.id).final_action_done_at is not None, "the final action")
+    emulator_quiet(stripe_emulator)
     with session_scope() as s:
         sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
-    assert sub.status == "canceled"
-    assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "canceled"
-    emulator_quiet(stripe_emulator)
-    assert _case(user.id).status == "lost"  # the deletion webhook does not turn it into "closed"
+        invoice = s.get(Invoice, case.invoice_id)
+    if action == "cancel":
+        assert sub.status == "canceled"
+        assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "canceled"
+    else:  # access ends, the debt stays (the purge protects the account), Stripe stops retrying
+        assert (sub.status, invoice.status) == ("unpaid", "uncollectible")
+        assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "past_due"
+    assert _case(user.id).status == "lost"  # the webhooks that follow do not turn it into "closed"
+    with session_scope() as s:  # a redelivered task does nothing twice
+        assert dunning.apply_final_action(s, s.get(DunningCase, case.id)) is False
 
 
 def test_the_emulator_declines_the_retry_until_the_card_changes_and_refuses_a_paid_invoice(
