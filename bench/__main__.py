@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 
+from bench.dunning import bench_dunning
 from bench.email import bench_email
 from bench.harness import Harness
 from bench.jobs import bench_first_night, bench_jobs
@@ -15,7 +16,7 @@ from bench.scale import bench_scale
 from bench.seed import seed_template
 from bench.web import bench_web
 
-PARTS = ("jobs", "firstnight", "scale", "web", "email", "traffic")
+PARTS = ("jobs", "firstnight", "scale", "dunning", "web", "email", "traffic")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_first_night(harness, report, args.users, args.repeat)
         if "scale" in args.parts:
             bench_scale(harness, report, args.users, args.repeat)
+        if "dunning" in args.parts:
+            bench_dunning(harness, report, args.users, args.repeat)
         if "web" in args.parts or "traffic" in args.parts:
             bench_web(harness, report, args, traffic="traffic" in args.parts, web="web" in args.parts)
     report.summary()

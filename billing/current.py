@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Select, select, true, update
 from sqlalchemy.orm import Session, aliased
 
-from billing.models import Card, Invoice, Subscription
+from billing.models import Card, DunningCase, Invoice, Subscription
 from saas.core.models import User
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
@@ -34,6 +34,12 @@ def recent_invoices_query(user_id: int) -> Select[Invoice]:
             .order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(INVOICES_SHOWN))
 
 
+def current_case_query(user_id: int) -> Select[DunningCase]:
+    """The account's newest dunning case still open or paused (billing/dunning.py)."""
+    return (select(DunningCase).where(DunningCase.user_id == user_id, DunningCase.status.in_(("open", "paused")))
+            .order_by(DunningCase.opened_at.desc(), DunningCase.id.desc()).limit(1))
+
+
 def current_subscription(session: Session, user_id: int) -> Subscription | None:
     return session.scalar(current_subscription_query(user_id))
 
@@ -48,21 +54,29 @@ def recent_invoices(session: Session, user_id: int) -> list[Invoice]:
 
 def card_and_subscription(session: Session, user_id: int,
                           clear_cancelled_notice: bool = False) -> tuple[Card | None, Subscription | None]:
-    """The default card and the current subscription in one round trip (two laterals).
+    """The default card and the current subscription in one round trip (card_subscription_and_case)."""
+    card, sub, _case = card_subscription_and_case(session, user_id, clear_cancelled_notice)
+    return card, sub
+
+
+def card_subscription_and_case(session: Session, user_id: int, clear_cancelled_notice: bool = False
+                               ) -> tuple[Card | None, Subscription | None, DunningCase | None]:
+    """The default card, the current subscription and the open dunning case in one round trip (three laterals).
 
     With `clear_cancelled_notice`, the same statement also clears the account's one-time
     "deletion cancelled" notice (a data-modifying CTE), so the dashboard stays within three queries.
     """
     card_q = default_card_query(user_id).lateral("card")
     sub_q = current_subscription_query(user_id).lateral("sub")
-    card, sub = aliased(Card, card_q), aliased(Subscription, sub_q)
-    stmt = (select(card, sub).select_from(User)
-            .outerjoin(card_q, true()).outerjoin(sub_q, true()).where(User.id == user_id))
+    case_q = current_case_query(user_id).lateral("dcase")
+    card, sub, dcase = aliased(Card, card_q), aliased(Subscription, sub_q), aliased(DunningCase, case_q)
+    stmt = (select(card, sub, dcase).select_from(User)
+            .outerjoin(card_q, true()).outerjoin(sub_q, true()).outerjoin(case_q, true()).where(User.id == user_id))
     if clear_cancelled_notice:
         stmt = stmt.add_cte(update(User).where(User.id == user_id, User.deletion_cancelled_at.is_not(None))
                             .values(deletion_cancelled_at=None).cte("cleared"))
     row = session.execute(stmt).first()
-    return (row[0], row[1]) if row else (None, None)
+    return (row[0], row[1], row[2]) if row else (None, None, None)
 
 
 def payment_to_confirm(invoices: list[Invoice]) -> Invoice | None:

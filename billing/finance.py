@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from billing.expiry import expiring_clause
-from billing.models import Card, Invoice, MrrMovement, Subscription
+from billing.models import DUNNING_CAUSES, Card, DunningCase, Invoice, MrrMovement, Subscription
 from billing.plans import monthly_cents_sql
 from saas.core.db import Base, utcnow
 from saas.core.models import User
@@ -131,11 +131,40 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
     return {
         "period_start": first.isoformat(), "period_end": last.isoformat(),
         "currencies": dict(sorted(per_currency.items())),
+        "dunning": dunning_funnel(session, start, end),
         "active_subscriptions": counts[0], "trialing_subscriptions": counts[1],
         "new_subscriptions": counts[2], "cancelled_subscriptions": counts[3],
         "expiring_cards": expiring_cards, "reminders_sent": counts[4],
         "accounts_purged": counts[5], "purges_pending": counts[6],
     }
+
+
+def dunning_funnel(session: Session, start: datetime, end: datetime) -> dict[str, Any]:
+    """Dunning in [start, end): cases opened; cases that ended, by outcome: recovered (by cause and by
+    the step they had reached), lost (the final action), written off; the MRR recovered (the
+    subscriptions' MRR when their case opened) and the recovery rate, recovered / ended (cases closed
+    because the invoice or subscription ended elsewhere are not counted as either). Set-based: two queries."""
+    opened = session.scalar(select(func.count()).where(DunningCase.opened_at >= start, DunningCase.opened_at < end))
+    ended = session.execute(
+        select(DunningCase.status, DunningCase.cause, DunningCase.step, func.count(), func.sum(DunningCase.mrr_cents))
+        .where(DunningCase.closed_at >= start, DunningCase.closed_at < end,
+               DunningCase.status.in_(("recovered", "lost", "written_off")))
+        .group_by(DunningCase.status, DunningCase.cause, DunningCase.step)).all()
+    by_cause = dict.fromkeys(DUNNING_CAUSES, 0)
+    by_step: dict[str, int] = {}
+    totals = {"recovered": 0, "lost": 0, "written_off": 0}
+    recovered_mrr = 0
+    for status, cause, step, count, mrr in ended:
+        totals[status] += count
+        if status == "recovered":
+            by_cause[cause or "automatic_retry"] += count
+            by_step[str(step)] = by_step.get(str(step), 0) + count
+            recovered_mrr += int(mrr or 0)
+    closed = sum(totals.values())
+    return {"opened": opened or 0, **totals, "recovered_by_cause": by_cause,
+            "recovered_by_step": dict(sorted(by_step.items(), key=lambda kv: int(kv[0]))),
+            "recovered_mrr_cents": recovered_mrr,
+            "recovery_rate": round(totals["recovered"] / closed, 4) if closed else None}
 
 
 def to_csv(period: str, data: dict[str, Any]) -> str:
@@ -153,6 +182,14 @@ def to_csv(period: str, data: dict[str, Any]) -> str:
         writer.writerow([*head, name, "", data[name]])
     for name, value in (data.get("reconciliation") or {}).items():  # reconcile-stripe's runs of the period
         writer.writerow([*head, f"reconcile_{name}", "", value])
+    funnel = data.get("dunning") or {}
+    for name in ("opened", "recovered", "lost", "written_off", "recovered_mrr_cents", "recovery_rate"):
+        if name in funnel:
+            writer.writerow([*head, f"dunning_{name}", "", "" if funnel[name] is None else funnel[name]])
+    for cause, count in (funnel.get("recovered_by_cause") or {}).items():
+        writer.writerow([*head, f"dunning_recovered_by_{cause}", "", count])
+    for step, count in (funnel.get("recovered_by_step") or {}).items():
+        writer.writerow([*head, f"dunning_recovered_at_step_{step}", "", count])
     return out.getvalue()
 
 

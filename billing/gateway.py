@@ -293,3 +293,18 @@ def last_payment_error(invoice_id: str) -> dict | None:
         if isinstance(intent, dict):
             return intent.get("last_payment_error")
     return None
+
+
+def pay_invoice(invoice_id: str, attempt: str) -> dict:
+    """https://docs.stripe.com/api/invoices/pay (charge the open invoice now, to the customer's default card).
+
+    `attempt` names this try (a Pay-now operation, a saved card): its idempotency key, so a retried task
+    replays Stripe's answer instead of charging again, while the next try is a new attempt. Stripe
+    declines a second charge of a paid invoice in any case ("Invoice is already paid").
+    """
+    return _call(client().v1.invoices.pay, invoice_id, {"off_session": True}, _key("invoice-pay", invoice_id, attempt))
+
+
+def mark_invoice_uncollectible(invoice_id: str) -> dict:
+    """https://docs.stripe.com/api/invoices/mark_uncollectible (Stripe stops retrying it)"""
+    return _call(client().v1.invoices.mark_uncollectible, invoice_id, None, _key("invoice-uncollectible", invoice_id))

@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from billing import gateway, progress, records
+from billing import dunning, gateway, progress, records
 from billing.expiry import ExpiryWindow
 from billing.models import Card, Invoice, StripeEvent, Subscription
 from billing.subscriptions import sync_checkout_session
+from saas.core import runtime
 from saas.core.db import utcnow
 from saas.core.models import AuditLog
 from saas.core.outbox import queue_email
@@ -88,7 +89,8 @@ def subscription_changed(session: Session, event: dict[str, Any], window: Expiry
             return
         log.info("subscription event %s is of the stored second: applied Stripe's subscription as read now",
                  event["id"])
-    records.upsert_subscription(session, user.id, sub, event["created"])
+    row = records.upsert_subscription(session, user.id, sub, event["created"])
+    dunning.subscription_ended(session, row, records.from_ts(event["created"]))
 
 
 def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
@@ -102,6 +104,7 @@ def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) 
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("past_due", "incomplete", "unpaid"):
             records.set_subscription_status(session, sub, "active", event["created"])
+    dunning.invoice_paid(session, invoice, invoice.paid_at or records.from_ts(event["created"]))
 
 
 def invoice_payment_failed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
@@ -112,12 +115,14 @@ def invoice_payment_failed(session: Session, event: dict[str, Any], window: Expi
         return
     invoice = records.upsert_invoice(session, user, obj, event["created"], failed=True,
                                      reason=_failure_reason(obj))
+    case = None
     if invoice.subscription_id is not None and invoice.status != "paid":  # a late failure of a paid invoice
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("active", "trialing"):
             records.set_subscription_status(session, sub, "past_due", event["created"])
+        case = dunning.open_case(session, invoice, sub)
     if invoice.status == "open":
-        _tell_about_payment(session, user, invoice, "billing_payment_failed")
+        _tell_about_payment(session, user, invoice, "billing_payment_failed", case)
 
 
 def _failure_reason(obj: dict[str, Any]) -> str | None:
@@ -132,14 +137,17 @@ def _failure_reason(obj: dict[str, Any]) -> str | None:
     return gateway.decline_message(error) if error else None
 
 
-def _tell_about_payment(session: Session, user, invoice: Invoice, template: str) -> None:
+def _tell_about_payment(session: Session, user, invoice: Invoice, template: str,
+                        case: dunning.DunningCase | None = None) -> None:
     """One email per invoice about its failed charge: a failure, or the bank asking the subscriber to
-    confirm it (Stripe sends both events, in either order; the first decides which email goes)."""
+    confirm it (Stripe sends both events, in either order; the first decides which email goes). In
+    dunning it is the case's step 0: with the no-login link and what happens next, and when."""
     queue_email(session, key=f"payment-failed:{invoice.stripe_invoice_id}", kind="payment-failed", to=user.email,
                 template=template, user_id=user.id,
                 context={"name": user.name or user.email, "amount_cents": invoice.amount_cents,
                          "currency": invoice.currency.upper(), "reason": invoice.failure_reason or "",
-                         "confirm_url": invoice.hosted_invoice_url or ""})
+                         "confirm_url": invoice.hosted_invoice_url or "",
+                         **dunning.first_email_context(case, runtime.settings())})
 
 
 def invoice_action_required(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
@@ -163,7 +171,8 @@ def invoice_settled(session: Session, event: dict[str, Any], window: ExpiryWindo
     obj = event["data"]["object"]
     user = records.user_for_customer(session, obj.get("customer"))
     if user is not None:
-        records.upsert_invoice(session, user, obj, event["created"])
+        invoice = records.upsert_invoice(session, user, obj, event["created"])
+        dunning.invoice_ended(session, invoice, records.from_ts(event["created"]))
 
 
 def customer_deleted(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
@@ -174,6 +183,7 @@ def customer_deleted(session: Session, event: dict[str, Any], window: ExpiryWind
     if user is None:
         return
     cards, subscriptions = records.forget_customer(session, user, event["created"])
+    dunning.account_ended(session, user.id, records.from_ts(event["created"]))
     session.add(AuditLog(actor="stripe:webhook", action="stripe.customer_deleted", subject_type="user",
                          subject_id=str(user.id), details={"customer": customer["id"], "event": event["id"],
                                                           "cards_removed": cards,

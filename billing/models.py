@@ -4,7 +4,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -153,3 +164,63 @@ class StripeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+DUNNING_STATUSES = ("open", "paused", "recovered", "lost", "written_off", "closed")
+DUNNING_CAUSES = ("pay_now", "card_updated", "automatic_retry", "authentication")
+
+
+class DunningCase(Base):
+    """One open invoice of a past_due subscription being won back (billing/dunning.py): one case per invoice.
+
+    `step` is the last step of DUNNING_SCHEDULE done (0: the failure's own email); the next one is due
+    DUNNING_SCHEDULE[step + 1] days after `opened_at`, on APP_TIMEZONE's calendar. A case ends
+    `recovered` (paid; `cause` says how), `lost` (the final action was applied), `written_off` (an admin
+    closed it) or `closed` (the invoice or subscription ended otherwise: voided, canceled at Stripe).
+    """
+
+    __tablename__ = "dunning_cases"
+    __table_args__ = (
+        CheckConstraint(f"status IN {DUNNING_STATUSES}", name="status"),
+        CheckConstraint(f"cause IS NULL OR cause IN {DUNNING_CAUSES}", name="cause"),
+        CheckConstraint(f"pending_cause IS NULL OR pending_cause IN {DUNNING_CAUSES}", name="pending_cause"),
+        # advance-dunning reads, per step, the open cases opened before that step's cutoff (migration 0008).
+        Index("ix_dunning_cases_due", "opened_at", "id", postgresql_where="status = 'open'"),
+        Index("ix_dunning_cases_user_id", "user_id"),
+        Index("ix_dunning_cases_opened_at", "opened_at"),
+        Index("ix_dunning_cases_closed_at", "closed_at", postgresql_where="closed_at IS NOT NULL"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    mrr_cents: Mapped[int] = mapped_column(BigInteger, default=0)  # the subscription's MRR when the case opened
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    cause: Mapped[str | None] = mapped_column(String(20))  # how a recovered case was paid
+    pending_cause: Mapped[str | None] = mapped_column(String(20))  # a retry we started (pay now, new card)
+    final_action: Mapped[str | None] = mapped_column(String(20))  # applied at the end of the schedule
+    final_action_done_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    # The no-login link's secret (/billing/recover/<token>): random, one per case, good while the case is open.
+    link_token: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class DunningStep(Base):
+    """A step of a case that was taken: its email (outbox key `dunning:{case}:{step}`), the final action."""
+
+    __tablename__ = "dunning_steps"
+    __table_args__ = (UniqueConstraint("case_id", "step", name="uq_dunning_steps_case_step"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    days: Mapped[int] = mapped_column(Integer)  # DUNNING_SCHEDULE's value for this step when it was taken
+    final: Mapped[bool] = mapped_column(default=False)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)

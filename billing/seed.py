@@ -16,6 +16,7 @@ A persona that already has a Stripe customer id is left alone, which makes the s
 from __future__ import annotations
 
 import calendar
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ import requests
 from sqlalchemy.orm import Session
 
 from billing import gateway
-from billing.models import Card, Invoice, MrrMovement, Subscription
+from billing.models import Card, DunningCase, DunningStep, Invoice, MrrMovement, Subscription
 from billing.plans import PLANS, Plan, monthly_cents
 from saas.core.models import User
 from saas.core.settings import Settings
@@ -37,6 +38,7 @@ class Persona:
     card_in_months: int | None = None
     started_days_ago: int = 0
     canceled_days_ago: int | None = None
+    failed_ago: timedelta | None = None  # the last renewal failed this long ago: past_due, in dunning
 
 
 PERSONAS = {
@@ -45,7 +47,11 @@ PERSONAS = {
     "carla": Persona("starter", 24, 400, 220),      # cancelled long ago, then went quiet
     "dario": Persona(),                             # no subscription: nothing protects him from the purge
     "elena": Persona("pro-yearly", 36, 400),        # dormant but paying (renewed on her own): protected
+    # three months paid, then the renewal failed three days (and an hour) ago: in dunning, the day-3 reminder
+    # due in the current hourly slot; the emulator declines every retry until the card changes
+    "fabio": Persona("pro", 36, failed_ago=timedelta(days=3, hours=1)),
 }
+FAILED_MONTHS_PAID = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class Story:
     def current_period_end(self) -> datetime:
         return self.periods[-1][1]
 
+    @property
+    def failed(self) -> bool:
+        """The last period's invoice failed (past_due): it is open, the account in dunning."""
+        return self.status == "past_due"
+
 
 def add_months(anchor: datetime, months: int) -> datetime:
     """The anchor's day and time `months` later, clamped to the month's end (Jan 31 -> Feb 28 -> Mar 31)."""
@@ -83,6 +94,10 @@ def subscription_story(persona: Persona, now: datetime) -> Story:
     """Periods from the start until the one that contains now (or the cancellation), back to back."""
     assert persona.plan is not None, "a persona without a plan has no subscription story"
     plan = PLANS[persona.plan]
+    if persona.failed_ago is not None:  # periods back to back before and after the failed renewal
+        renewal = now - persona.failed_ago
+        months = range(-FAILED_MONTHS_PAID, 1)
+        return Story(plan, [(add_months(renewal, k), add_months(renewal, k + 1)) for k in months], "past_due", None)
     step = 12 if plan.interval == "year" else 1
     start = now - timedelta(days=persona.started_days_ago)
     until = now - timedelta(days=persona.canceled_days_ago) if persona.canceled_days_ago is not None else now
@@ -137,6 +152,8 @@ def _place_in_emulator(settings: Settings, user: User, exp: tuple[int, int] | No
         fields = {"customer": ids["customer"], "price": story.plan.price_id}
         if story.canceled_at:
             fields["canceled_at"] = int(story.canceled_at.timestamp())
+        if story.failed:
+            fields["last_failed"] = "true"
         for i, (start, end) in enumerate(story.periods):
             fields[f"periods[{i}][start]"] = int(start.timestamp())
             fields[f"periods[{i}][end]"] = int(end.timestamp())
@@ -168,7 +185,26 @@ def _add_history(session: Session, user: User, sub: Subscription, story: Story,
                                 mrr_before_cents=mrr, mrr_after_cents=0))
     for n, (start, end) in enumerate(story.periods, 1):
         stripe_id, number = invoice_ids[n - 1] if invoice_ids else (f"in_seed_{user.id}_{n}", f"SEED-{user.id:03d}-{n}")
-        session.add(Invoice(user_id=user.id, subscription_id=sub.id, stripe_invoice_id=stripe_id, number=number,
-                            amount_cents=plan.amount_cents, currency=plan.currency, status="paid",
-                            period_start=start, period_end=end, paid_at=start, customer_email=user.email,
-                            customer_name=user.name, created_at=start))
+        failed = story.failed and n == len(story.periods)
+        invoice = Invoice(user_id=user.id, subscription_id=sub.id, stripe_invoice_id=stripe_id, number=number,
+                          amount_cents=plan.amount_cents, currency=plan.currency, status="open" if failed else "paid",
+                          period_start=start, period_end=end, paid_at=None if failed else start,
+                          customer_email=user.email, customer_name=user.name, created_at=start)
+        session.add(invoice)
+        if failed:
+            invoice.first_failed_at = start
+            invoice.failure_reason = "Your card was declined. Please use another card or contact your bank."
+            _add_dunning_case(session, user, sub, invoice, start)
+
+
+def _add_dunning_case(session: Session, user: User, sub: Subscription, invoice: Invoice, failed_at: datetime) -> None:
+    """The case of the failed renewal, its step 0 (the failure's email, sent back then) taken; the
+    advance-dunning job takes the next step when its slot comes."""
+    session.flush()
+    case = DunningCase(user_id=user.id, subscription_id=sub.id, invoice_id=invoice.id, status="open", step=0,
+                       amount_cents=invoice.amount_cents, currency=invoice.currency,
+                       mrr_cents=monthly_cents(sub.amount_cents, sub.interval), opened_at=failed_at,
+                       link_token=secrets.token_urlsafe(32))
+    session.add(case)
+    session.flush()
+    session.add(DunningStep(case_id=case.id, step=0, days=0, final=False, taken_at=failed_at))

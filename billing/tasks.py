@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from billing import gateway, handlers, progress, subscriptions
+from billing import dunning, gateway, handlers, progress, subscriptions
 from billing.expiry import ExpiryWindow
-from billing.models import StripeEvent
+from billing.models import DunningCase, StripeEvent
 from billing.plans import label_for
 from billing.records import local_today
 from saas.core import metrics, runtime
@@ -61,7 +61,7 @@ def _operate(task, op_id: str, user_id: int, action: Callable[[Any, Any], Any],
             user = session.get(User, user_id)
             result = action(session, user)
             message, next_url = done(result)
-    except (gateway.PaymentError, subscriptions.BillingError) as exc:
+    except (gateway.PaymentError, subscriptions.BillingError, dunning.NothingToPay) as exc:
         progress.finish(op_id, str(exc), ok=False)
     except gateway.GatewayError as exc:
         if task.request.retries >= task.max_retries:
@@ -91,13 +91,61 @@ def start_card_update(self, user_id: int, op_id: str, success_url: str, cancel_u
 def sync_card(self, user_id: int, checkout_id: str, op_id: str) -> None:
     """After Checkout: the new card becomes the card, the old one is detached."""
 
-    def done(card) -> tuple[str, None]:
+    def done(result) -> tuple[str, None]:
+        card, retried = result
         if card is None:
             return "A newer card has replaced that one.", None
-        return f"Your {brand_name(card.brand)} ending {card.last4} is saved.", None
+        saved = f"Your {brand_name(card.brand)} ending {card.last4} is saved."
+        return f"{saved} {retried}" if retried else saved, None
 
-    _operate(self, op_id, user_id,
-             lambda s, u: subscriptions.sync_checkout_session(s, u, checkout_id, expiry_window()), done)
+    _operate(self, op_id, user_id, lambda s, u: _card_then_retry(s, u, checkout_id, op_id), done)
+
+
+def _card_then_retry(session, user, checkout_id: str, op_id: str) -> tuple[Any, str]:
+    """Save the new card; in dunning, retry the open invoice with it at once (Churn Buster's rule): the
+    subscriber reads both outcomes on the same page. A declined retry keeps the card and says why."""
+    card = subscriptions.sync_checkout_session(session, user, checkout_id, expiry_window())
+    if card is None or dunning.current_case(session, user.id) is None:
+        return card, ""
+    session.commit()  # the card is saved whatever the retry does
+    try:
+        case = dunning.retry_open_invoice(session, user, "card_updated", f"card-{checkout_id}")
+    except dunning.NothingToPay:
+        return card, ""
+    except gateway.PaymentError as exc:
+        return card, f"We tried your payment again with it, but it was declined: {exc}"
+    return card, (f"Your payment of {money(case.amount_cents, case.currency)} went through. Thank you!"
+                  if case.status == "recovered" else "")
+
+
+@app.task(name="billing.tasks.pay_open_invoice", bind=True, max_retries=3)
+def pay_open_invoice(self, user_id: int, op_id: str) -> None:
+    """Pay now: charge the open invoice of the account's dunning case, and tell the waiting banner."""
+
+    def done(case) -> tuple[str, None]:
+        if case.status == "recovered":
+            return f"Your payment of {money(case.amount_cents, case.currency)} went through. Thank you!", None
+        return "Your payment is being processed.", None
+
+    _operate(self, op_id, user_id, lambda s, u: dunning.retry_open_invoice(s, u, "pay_now", op_id), done)
+
+
+@app.task(name="billing.tasks.apply_dunning_final_action", bind=True, max_retries=10)
+def apply_dunning_final_action(self, case_ids: list[int]) -> None:
+    """DUNNING_FINAL_ACTION for cases advance-dunning closed as lost, each in its own transaction; one that
+    Stripe refuses for now is retried with backoff (the job's sweep queues it again if this is lost)."""
+    failed: list[int] = []
+    for case_id in case_ids:
+        try:
+            with session_scope() as session:
+                case = session.get(DunningCase, case_id, with_for_update=True)
+                if case is not None:
+                    dunning.apply_final_action(session, case)
+        except gateway.GatewayError as exc:
+            log.warning("final action of dunning case %s failed: %r", case_id, exc)
+            failed.append(case_id)
+    if failed:
+        raise self.retry(kwargs={"case_ids": failed}, countdown=backoff_seconds(self.request.retries))
 
 
 @app.task(name="billing.tasks.subscribe", bind=True, max_retries=3)

@@ -53,7 +53,7 @@ def prepare_data(settings: Settings) -> None:
     """Personas, the flags their nightly jobs set, and one report half way through."""
     upgrade(settings.database_url)
     seed_demo(settings, datetime.now(UTC), DEV_PASSWORD)
-    for job in ("flag-expiring-cards", "remind-inactive-users", "finance-summary"):
+    for job in ("flag-expiring-cards", "remind-inactive-users", "advance-dunning", "finance-summary"):
         run_job(job, settings)
     with session_scope() as session:
         session.add(FinanceReport(kind="revenue-churn", status="done", progress=100, csv="date\n",
@@ -79,7 +79,9 @@ def photograph(base_url: str) -> list[Path]:
              ("ana@example.com", "/dashboard", "dashboard.png"),
              ("ana@example.com", "/billing", "billing.png"),
              ("admin@example.com", "/admin/dormant", "admin-dormant.png"),
-             ("finance@example.com", "/finance/reports", "finance-progress.png")]
+             ("finance@example.com", "/finance/reports", "finance-progress.png"),
+             ("fabio@example.com", "/dashboard", "dunning-dashboard.png"),
+             ("admin@example.com", "/admin/dunning", "admin-dunning.png")]
     written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

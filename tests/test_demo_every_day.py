@@ -28,6 +28,7 @@ STORIES = {
     "carla": (False, True, False, None),
     "dario": (False, False, True, None),
     "elena": (False, False, True, "subscription active"),
+    "fabio": (False, False, False, "subscription past_due"),
 }
 
 
@@ -69,11 +70,12 @@ def history_problems(session, now: datetime) -> list[str]:
             length = (inv.period_end - inv.period_start).days
             if length not in ((28, 29, 30, 31) if sub.interval == "month" else (365, 366)):
                 problems.append(f"{who}: a {sub.interval}ly period of {length} days")
-            if inv.created_at > now or inv.paid_at > now or inv.status != "paid":
+            failed_renewal = sub.status == "past_due" and inv is paid[-1] and inv.status == "open"
+            if inv.created_at > now or (not failed_renewal and (inv.paid_at > now or inv.status != "paid")):
                 problems.append(f"{who}: invoice {inv.number} is {inv.status}, dated {inv.created_at}")
         if paid[-1].period_end != sub.current_period_end:
             problems.append(f"{who}: its current period is not its last invoice's")
-        if sub.status == "active" and not (paid[-1].period_start <= now < sub.current_period_end):
+        if sub.status in ("active", "past_due") and not (paid[-1].period_start <= now < sub.current_period_end):
             problems.append(f"{who}: today is outside its current period")
         if sub.status == "canceled":
             if not sub.canceled_at or sub.canceled_at > now:

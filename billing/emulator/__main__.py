@@ -48,6 +48,10 @@ def trigger(argv: list[str]) -> int:
     parser.add_argument("--exp-month", type=int)
     parser.add_argument("--exp-year", type=int)
     parser.add_argument("--last4")
+    parser.add_argument("--decline-code", help="invoice.payment_failed: decline as the test card with this code")
+    parser.add_argument("--until-card-changes", action="store_const", const="true",
+                        help="invoice.payment_failed: every retry of the invoice is declined the same way until the "
+                             "customer's default card changes")
     args = parser.parse_args(argv)
     fields = {k: v for k, v in vars(args).items() if k not in ("url",) and v is not None}
     key = os.environ.get("STRIPE_SECRET_KEY", "sk_test_emulator")

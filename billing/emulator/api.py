@@ -584,6 +584,15 @@ def create_app(store: Store, account: Account) -> Flask:
         at = proration_at(sub, details.get("proration_behavior"), details.get("proration_date"),
                           "subscription_details", op_key)
         return account.preview_change(sub, price, at)
+    @endpoint("POST /v1/invoices/{invoice}/pay", {"expand", "off_session"})
+    def pay_invoice(p, invoice):
+        """Charge an open invoice now (a retry out of Stripe's schedule): paid, or 402 with the card's error
+        and the invoice's payment_failed (and payment_action_required) events, as Stripe answers it."""
+        return account.pay_invoice(account.need(invoice, "invoice", "invoices", "invoice"))
+
+    @endpoint("POST /v1/invoices/{invoice}/mark_uncollectible")
+    def mark_uncollectible(p, invoice):
+        return account.mark_uncollectible(account.need(invoice, "invoice", "invoices", "invoice"))
 
     @endpoint("GET /v1/invoice_payments", {"invoice", "status"} | LIST_PARAMS)
     def list_invoice_payments(p):
@@ -641,7 +650,8 @@ def create_app(store: Store, account: Account) -> Flask:
             canceled_at = int(p["canceled_at"]) if p.get("canceled_at") else None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise invalid("periods[i][start], periods[i][end] and canceled_at must be Unix timestamps") from None
-        sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at)
+        sub = account.place_subscription(p.get("customer", ""), p.get("price", ""), periods, canceled_at,
+                                         last_failed=p.get("last_failed") == "true")
         return {**sub, "invoice_ids": sub["_invoices"]}
 
     def trigger(p):
@@ -655,7 +665,8 @@ def create_app(store: Store, account: Account) -> Flask:
         if kind in ("invoice.payment_failed", "invoice.paid"):
             sub = _subscription_for(p)
             if kind == "invoice.payment_failed":
-                return account.fail_payment(sub, p.get("decline_code") or None)
+                return account.fail_payment(sub, p.get("decline_code") or None,
+                                            until_card_changes=p.get("until_card_changes") == "true")
             return account.pay(sub)
         if kind == "subscription.renewal":
             return account.renew(_subscription_for(p))

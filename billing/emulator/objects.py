@@ -472,9 +472,11 @@ class Account:
         }))
 
     def place_subscription(self, customer_id: str, price_id: str, periods: list[tuple[int, int]],
-                           canceled_at: int | None) -> dict[str, Any]:
+                           canceled_at: int | None, last_failed: bool = False) -> dict[str, Any]:
         """A subscription with a past, as a seed needs it: one paid invoice per period, the last period
-        current, cancelled at `canceled_at` if given. Nothing is emitted: this is history, not news."""
+        current, cancelled at `canceled_at` if given; with `last_failed`, the last period's invoice is open,
+        its charge declined, the subscription past_due and every retry declined until the card changes.
+        Nothing is emitted: this is history, not news."""
         customer = self.need(customer_id, "customer", "customers", "customer")
         plan = self.catalog_plan(price_id)
         if plan is None or not periods or any(start >= end for start, end in periods) \
@@ -494,6 +496,14 @@ class Account:
             invoice["status_transitions"].update(finalized_at=start, paid_at=start)
             sub["latest_invoice"] = invoice["id"]
             sub.setdefault("_invoices", []).append([invoice["id"], invoice["number"]])
+        if last_failed and not canceled_at:
+            invoice.update(status="open", amount_paid=0, amount_remaining=invoice["amount_due"], auto_advance=True,
+                           next_payment_attempt=periods[-1][0] + 3 * 24 * 3600)
+            invoice["status_transitions"]["paid_at"] = None
+            sub["status"] = "past_due"
+            self.record_payment(invoice, sub, CHARGE_DECLINED)
+            pm = self.default_card(sub)
+            invoice["_declined_for"] = [pm["id"] if pm else None, list(CHARGE_DECLINED)]
         return sub
 
     def _line(self, in_id: str, sub: dict[str, Any], price: dict[str, Any], quantity: int, amount: int,
@@ -675,8 +685,7 @@ class Account:
         if pi is not None and pi["status"] == "requires_action":
             outcome = None
         else:
-            pm = self.default_card(sub)
-            outcome = self.charge_outcome(pm) if pm else CHARGE_DECLINED
+            outcome = self.retry_outcome(invoice, sub)
             outcome = None if outcome == AUTHENTICATION_REQUIRED else outcome  # authenticated on this page
         self.attempt_payment(invoice, outcome)
 
@@ -797,13 +806,53 @@ class Account:
         pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
         return self.store.data["payment_methods"].get(pm_id or "")
 
-    def fail_payment(self, sub: dict[str, Any], decline_code: str | None = None) -> dict[str, Any]:
+    def fail_payment(self, sub: dict[str, Any], decline_code: str | None = None,
+                     until_card_changes: bool = False) -> dict[str, Any]:
         """A charge fails (what a real account shows days later, on command): the open invoice's retry, or
-        the next renewal's; declined as a test card with `decline_code` is (generic_decline by default)."""
+        the next renewal's; declined as a test card with `decline_code` is (generic_decline by default).
+        `until_card_changes`: every later charge of this invoice to the same default card is declined the
+        same way (a bank that keeps refusing), until the customer's default card is another one."""
         invoice = self.store.data["invoices"].get(sub.get("latest_invoice") or "")
         if not (invoice and invoice["status"] == "open"):
             invoice = self.renew(sub, charge=False)
-        self.attempt_payment(invoice, decline_outcome(decline_code))
+        outcome = decline_outcome(decline_code)
+        if until_card_changes:
+            pm = self.default_card(sub)
+            invoice["_declined_for"] = [pm["id"] if pm else None, list(outcome)]
+        self.attempt_payment(invoice, outcome)
+        return invoice
+
+    def retry_outcome(self, invoice: dict[str, Any], sub: dict[str, Any]) -> tuple[str, str | None, str] | None:
+        """How a charge of an open invoice to the default card ends now (a retry, Pay now, a new card)."""
+        pm = self.default_card(sub)
+        declined_for = invoice.get("_declined_for")
+        if declined_for and pm is not None and declined_for[0] == pm["id"]:
+            return tuple(declined_for[1])  # type: ignore[return-value]
+        return self.charge_outcome(pm) if pm else CHARGE_DECLINED
+
+    def pay_invoice(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/invoices/{id}/pay: the open invoice charged now; a declined charge is a card error."""
+        if invoice["status"] == "paid":
+            raise invalid("Invoice is already paid", code="invoice_already_paid")
+        if invoice["status"] not in ("open", "uncollectible"):
+            raise invalid(f"You can only pay an open or uncollectible invoice; this invoice is {invoice['status']}.",
+                          code="invoice_not_open")
+        sub = self.store.data["subscriptions"][invoice["parent"]["subscription_details"]["subscription"]]
+        outcome = self.retry_outcome(invoice, sub)
+        self.attempt_payment(invoice, outcome)
+        if outcome is not None:
+            code, decline_code, message = outcome
+            raise card_error(message, code, decline_code)
+        return invoice
+
+    def mark_uncollectible(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/invoices/{id}/mark_uncollectible: an open invoice is written off (Stripe stops retrying)."""
+        if invoice["status"] != "open":
+            raise invalid(f"You can only mark an open invoice as uncollectible; this invoice is {invoice['status']}.",
+                          code="invoice_not_open")
+        invoice.update(status="uncollectible", next_payment_attempt=None, auto_advance=False)
+        invoice["status_transitions"]["marked_uncollectible_at"] = int(time.time())
+        self.emit("invoice.marked_uncollectible", invoice)
         return invoice
 
     def pay(self, sub: dict[str, Any]) -> dict[str, Any]:

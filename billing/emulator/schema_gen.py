@@ -69,6 +69,8 @@ OPERATIONS = [
     ("delete", "/v1/subscriptions/{subscription_exposed_id}"),
     ("get", "/v1/invoices"),
     ("get", "/v1/invoices/{invoice}"),
+    ("post", "/v1/invoices/{invoice}/pay"),
+    ("post", "/v1/invoices/{invoice}/mark_uncollectible"),
     ("get", "/v1/events"),
     ("get", "/v1/events/{id}"),
     ("post", "/v1/products"),

@@ -14,7 +14,7 @@ from saas.core.slots import fires, parse_cron
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/, migrations/
 JOB_NAMES = ("flag-expiring-cards", "remind-inactive-users", "purge-dormant-accounts", "finance-summary",
-             "reconcile-stripe")
+             "reconcile-stripe", "advance-dunning")
 DEFAULT_SCHEDULES = {
     "flag-expiring-cards": "0 0 * * *",
     "remind-inactive-users": "0 0 * * *",
@@ -23,7 +23,9 @@ DEFAULT_SCHEDULES = {
     "finance-summary": "0 6 * * *;0 6 1 * *",
     # After the midnight jobs, before the morning's finance summary (which reports the day before's run).
     "reconcile-stripe": "30 3 * * *",
+    "advance-dunning": "0 * * * *",  # hourly: a step is sent within the hour it falls due
 }
+DUNNING_FINAL_ACTIONS = ("cancel", "mark_unpaid", "keep")
 ENVIRONMENTS = ("dev", "test", "production")
 DEV_SECRET = "dev-only-secret-key-never-use-in-production"
 HEARTBEAT_EVENTS = ("start", "success", "fail")
@@ -80,6 +82,23 @@ def _emails(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
+def _schedule_days(name: str, raw: str) -> tuple[int, ...]:
+    """DUNNING_SCHEDULE: days after the failure, strictly increasing, starting at 0 (the failure's own
+    email is the first step); the last step applies DUNNING_FINAL_ACTION."""
+    try:
+        days = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be whole numbers of days separated by commas, like 0,3,7,14 "
+                            f"(got {raw!r})") from None
+    if days[0] != 0:
+        raise SettingsError(f"{name} must start with 0: the first step is the failure's own email (got {raw!r})")
+    if any(b <= a for a, b in zip(days, days[1:], strict=False)) or len(days) < 2:
+        raise SettingsError(f"{name} must list at least two days, each later than the one before (got {raw!r})")
+    if days[-1] > 365:
+        raise SettingsError(f"{name} must end within 365 days of the failure (got {raw!r})")
+    return days
+
+
 def _cron(name: str, raw: str) -> str:
     for part in raw.split(";"):
         try:
@@ -123,6 +142,8 @@ class Settings:
     heartbeat_events: dict[str, str] = field(default_factory=dict)
     heartbeat_timeout: float = 3.0
     log_format: str = "text"
+    dunning_schedule: tuple[int, ...] = (0, 3, 7, 14)
+    dunning_final_action: str = "cancel"
 
     @property
     def app_host(self) -> str:
@@ -204,6 +225,11 @@ class Settings:
         if stripe_key.startswith(("sk_live_", "rk_live_")) and not api_base.startswith("https://api.stripe.com"):
             raise SettingsError("STRIPE_API_BASE points away from Stripe while STRIPE_SECRET_KEY is a live key")
 
+        final_action = get("DUNNING_FINAL_ACTION", "cancel").strip()
+        if final_action not in DUNNING_FINAL_ACTIONS:
+            raise SettingsError(f"DUNNING_FINAL_ACTION must be one of {', '.join(DUNNING_FINAL_ACTIONS)} "
+                                f"(got {final_action!r})")
+
         return cls(
             env=mode,
             database_url=database_url,
@@ -227,6 +253,8 @@ class Settings:
             dev_maildir=get("DEV_MAILDIR", ""),
             **_observability(get),
             log_format=log_format,
+            dunning_schedule=_schedule_days("DUNNING_SCHEDULE", get("DUNNING_SCHEDULE", "0,3,7,14")),
+            dunning_final_action=final_action,
         )
 
 

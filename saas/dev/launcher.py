@@ -119,10 +119,10 @@ def run_dev(web_port: int = 5000, with_worker: bool = True) -> int:
 
 
 def _run_warning_jobs(settings: Settings) -> None:
-    """On a fresh demo database, run today's slot of the two jobs that only warn, through the
-    ledger, so the personas show their banners and mail at once. The purge waits for its slot
-    (or an admin), so dario stays in the review queue."""
-    for job in ("flag-expiring-cards", "remind-inactive-users"):
+    """On a fresh demo database, run the current slot of the jobs that only warn, through the
+    ledger, so the personas show their banners and mail at once (fabio's second dunning email). The
+    purge waits for its slot (or an admin), so dario stays in the review queue."""
+    for job in ("flag-expiring-cards", "remind-inactive-users", "advance-dunning"):
         run = run_job(job, settings, explicit=True)
         if run is not None:
             print(f"  ran {job} for today's slot: {run.changed} changed, {run.emails_queued} emails", flush=True)

@@ -33,6 +33,7 @@ def personas(now: datetime) -> list[dict]:
          "warned": now - 35 * day},
         {"name": "Elena", "local": "elena", "role": "subscriber", "last_seen": now - 300 * day,
          "warned": now - 40 * day},
+        {"name": "Fabio", "local": "fabio", "role": "subscriber", "last_seen": now - 4 * day},
     ]
 
 

@@ -1,4 +1,5 @@
-"""The nightly jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
+"""The scheduled jobs, by their contract names; each is `job(session, ctx: RunContext)`."""
+from scheduled.jobs.advance_dunning import advance_dunning
 from scheduled.jobs.finance_summary import finance_summary
 from scheduled.jobs.flag_expiring_cards import flag_expiring_cards
 from scheduled.jobs.purge_dormant_accounts import purge_dormant_accounts
@@ -11,4 +12,5 @@ JOBS = {
     "purge-dormant-accounts": purge_dormant_accounts,
     "finance-summary": finance_summary,
     "reconcile-stripe": reconcile_stripe,
+    "advance-dunning": advance_dunning,
 }

@@ -103,6 +103,11 @@ def test_every_gateway_function_against_the_strict_emulator(stripe_emulator):
     assert call("last_payment_error", invoice["id"]) is None  # paid at once
     invoices = call("list_invoices", customer["id"])
     assert [conforms(i)["id"] for i in invoices] == [change_invoice["id"], invoice["id"]]
+    failed = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"])  # a renewal declined
+    paid = conforms(call("pay_invoice", failed["id"], attempt))  # dunning's Pay now / new card
+    assert (paid["id"], paid["status"]) == (failed["id"], "paid")
+    failed = stripe_emulator.trigger("invoice.payment_failed", subscription=sub["id"])
+    assert conforms(call("mark_invoice_uncollectible", failed["id"]))["status"] == "uncollectible"
 
     assert conforms(call("detach_payment_method", pm["id"]))["customer"] is None
     assert conforms(call("cancel_subscription", sub["id"]))["status"] == "canceled"
@@ -233,7 +238,7 @@ READ = [  # (object, field path) our code reads from Stripe objects: records.py,
     ("subscription", "items.price.lookup_key"), ("price", "lookup_key"), ("price", "product.name"),
     ("price", "product.active"), ("price", "recurring.interval_count"),
     ("customer", "invoice_settings.default_payment_method"), ("customer", "id"), ("event", "created"),
-    ("event", "id"), ("event", "type"), ("event", "data.object"),
+    ("event", "id"), ("event", "type"), ("event", "data.object"), ("subscription", "ended_at"),
 ]
 GONE = [("subscription", "current_period_end"), ("subscription", "current_period_start"),
         ("invoice", "subscription")]

@@ -80,7 +80,8 @@ def test_a_payment_to_confirm_shows_a_banner_and_sends_one_email(client, ana, or
     assert 'data-banner="payment-action-required"' in client.get("/billing").get_data(as_text=True)
     deliver(client, event("invoice.paid", invoice("paid"), 30))
     assert 'data-banner="payment-action-required"' not in client.get("/dashboard").get_data(as_text=True)
-    assert len(emails()) == 1
+    # the payment closed the dunning case: one "thank you, you're back" email beside the first
+    assert [m.template for m in emails()] == [sent[0].template, "dunning_recovered"]
 
 
 @pytest.mark.parametrize("type_, status", [("invoice.voided", "void"),

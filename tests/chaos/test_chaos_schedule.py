@@ -1,4 +1,6 @@
 """Chaos: three beats, two workers, a month of nightly slots, SIGKILLs at random and a Redis crash.
+Dunning cases open along the month, so advance-dunning (daily here: the compressed clock would make its
+hourly slots 768 runs) takes their steps under the same kills.
 
 The processes share a test clock (scheduled.clock) that this driver moves one day per step, so
 32 nightly slots per job pass in a few minutes. Afterwards every slot has exactly one succeeded
@@ -47,9 +49,43 @@ def seed(start: date) -> dict[str, int]:
     return {"cards": 40, "idle": STEPS + 2}
 
 
-def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_window, tmp_path):
+DUNNING_CRON = "0 5 * * *"  # before START's time of day: the settle loop's nudges add no slot
+
+
+def seed_dunning(start: date) -> list[tuple[int, datetime]]:
+    """Subscribers whose renewal failed on days spread over the month (and before it): their cases."""
+    from billing.models import DunningCase, Invoice, Subscription
+    from saas.core.db import session_scope
+    from saas.core.models import User
+
+    noon = datetime.combine(start, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    cases = []
+    with session_scope() as s:
+        for i in range(24):
+            opened = noon + timedelta(days=i - 8, hours=i % 5)
+            user = User(email=f"dunning{i}@example.com", name=f"Dunning {i}", last_seen_at=noon)
+            s.add(user)
+            s.flush()
+            sub = Subscription(user_id=user.id, stripe_subscription_id=f"sub_chaos_{i}", plan="pro", status="past_due",
+                               amount_cents=2900)
+            s.add(sub)
+            s.flush()
+            inv = Invoice(user_id=user.id, subscription_id=sub.id, stripe_invoice_id=f"in_chaos_{i}", status="open",
+                          amount_cents=2900, first_failed_at=opened)
+            s.add(inv)
+            s.flush()
+            case = DunningCase(user_id=user.id, subscription_id=sub.id, invoice_id=inv.id, amount_cents=2900,
+                               mrr_cents=2900, opened_at=opened, link_token=f"chaos-{i}")
+            s.add(case)
+            s.flush()
+            cases.append((case.id, opened))
+    return cases
+
+
+def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_window, tmp_path, monkeypatch):
+    from billing.dunning import step_due_at
     from billing.expiry import expiring_clause
-    from billing.models import Card
+    from billing.models import Card, DunningCase
     from saas.core.db import session_scope
     from saas.core.models import AuditLog, User
     from saas.core.outbox import OutboxMessage
@@ -58,6 +94,10 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
     from scheduled.models import JobRun
 
     seed(START.date())
+    # Daily dunning slots, and a final action that calls no Stripe (there is none in this cluster).
+    monkeypatch.setenv("SCHEDULE_ADVANCE_DUNNING", DUNNING_CRON)
+    monkeypatch.setenv("DUNNING_FINAL_ACTION", "keep")
+    cases = seed_dunning(START.date())
     rng = random.Random(7)
     cluster = Cluster(tmp_path, services["database_url"], START)
     kills: collections.Counter[str] = collections.Counter()
@@ -121,6 +161,7 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
             flagged_keys = {f"card-expiring:{c.id}:{c.exp_year}-{c.exp_month:02d}"
                             for c in s.scalars(select(Card).where(Card.is_expiring))}
             purged = set(s.scalars(select(User.id).where(User.purged_at.is_not(None))))
+            case_steps = dict(s.execute(select(DunningCase.id, DunningCase.step)).all())
             audited = set(int(i) for i in s.scalars(select(AuditLog.subject_id)
                                                     .where(AuditLog.action == "account.purged")))
         sink = collections.Counter(m["Message-ID"] for m in cluster.sink.messages())
@@ -160,4 +201,18 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
     assert wrong_flags == 0
     assert flagged_keys <= {key for _i, _s, key in outbox}
     assert purged <= audited
+    # Dunning: each case reached the newest step due by the last slot, each step's email was sent at most
+    # once per (case, step) and received exactly once (the sink's duplicates/lost above cover every email)
+    last_slot = max(expected["advance-dunning"])
+    dunning_keys = collections.Counter(key for _i, _s, key in outbox if key.startswith("dunning:"))
+    dunning_emails = sum(dunning_keys.values())
+    for case_id, opened in cases:
+        due = [k for k, days in enumerate(settings.dunning_schedule) if k and step_due_at(opened, days, settings.tz)
+               <= last_slot]
+        newest = max(due, default=0)
+        assert case_steps[case_id] == newest, (case_id, opened, case_steps[case_id], due)
+        sent_steps = {int(key.rsplit(":", 1)[1]) for key in dunning_keys if key.startswith(f"dunning:{case_id}:")}
+        assert sent_steps <= set(due) and (newest == 0 or newest in sent_steps), (case_id, sent_steps, due)
+    print(f"CHAOS dunning: {len(cases)} cases, {dunning_emails} step emails, each received once")
+    assert dunning_emails >= len(cases)
     assert sum(kills.values()) >= 20

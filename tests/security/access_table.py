@@ -74,6 +74,14 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/billing/plan/<op_id>", "GET"): signed_in("303"),  # not this persona's preview: "expired", back to billing
     ("/billing/plan/<op_id>", "POST"): signed_in("303"),
     ("/billing/resume", "POST"): signed_in("303"),
+    ("/billing/pay-now", "POST"): signed_in("303"),
+    # The no-login link (a dunning case's secret; the suite's sample token names no case).
+    ("/billing/recover/<token>", "GET"): everyone("404"),
+    ("/billing/recover/<token>/pay", "POST"): everyone("404"),
+    ("/billing/recover/<token>/card", "POST"): everyone("404"),
+    ("/billing/recover/<token>/card/return", "GET"): everyone("404"),
+    ("/billing/recover/<token>/wait/<op_id>", "GET"): everyone("404"),
+    ("/billing/recover/<token>/status/<op_id>", "GET"): everyone("404"),
     ("/billing/wait/<op_id>", "GET"): owner_only("200"),
     ("/billing/status/<op_id>", "GET"): owner_only("200"),
     ("/finance/reports", "GET"): finance("200"),
@@ -84,6 +92,8 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/finance/summaries/<int:summary_id>.csv", "GET"): finance("200"),
     ("/admin/dormant", "GET"): admin("200"),
     ("/admin/dormant/act", "POST"): admin("400"),
+    ("/admin/dunning", "GET"): admin("200"),
+    ("/admin/dunning/<int:case_id>/<action>", "POST"): admin("404"),
     ("/admin/jobs", "GET"): admin("200"),
     ("/admin/jobs/<name>/run", "POST"): admin("302"),
     ("/admin/jobs/status.json", "GET"): admin("200"),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from saas.core.db import session_scope
 from tests.security.access_table import ACCESS, PERSONAS, block, documented
 
-VALUES = {"filename": "app.css", "name": "finance-summary"}
+VALUES = {"filename": "app.css", "name": "finance-summary", "case_id": "1", "action": "pause"}  # case 1: none
 
 
 @pytest.fixture

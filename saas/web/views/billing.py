@@ -158,6 +158,18 @@ def resume():
     return _start("resume", tasks.set_cancel_at_period_end, lambda op: {"user_id": current_user.id, "cancel": False, "op_id": op})
 
 
+@bp.post("/pay-now")
+@login_required
+def pay_now():
+    """Dunning's Pay now: the open invoice is charged in a worker. JSON for the banner's script (it polls
+    the status and shows the outcome in place), else the waiting page."""
+    op_id = progress.new_operation(current_user.id, "pay")
+    enqueue(tasks.pay_open_invoice, user_id=current_user.id, op_id=op_id)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(op_id=op_id, status_url=url_for("billing.status", op_id=op_id)), 202
+    return redirect(url_for("billing.wait", op_id=op_id), 303)
+
+
 @bp.get("/wait/<op_id>")
 @login_required
 def wait(op_id: str):

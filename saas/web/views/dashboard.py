@@ -7,7 +7,7 @@ from datetime import date, datetime
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from billing.current import card_and_subscription, payment_failed_showing, payment_to_confirm, recent_invoices
+from billing.current import card_subscription_and_case, payment_failed_showing, payment_to_confirm, recent_invoices
 from billing.expiry import is_card_expiring
 from billing.plans import PLANS
 from saas.core.db import web_session
@@ -27,6 +27,7 @@ class Banner:
     text: str
     link_text: str | None = None
     link: str | None = None
+    pay_now_url: str | None = None  # a Pay now button (dunning): the open invoice retried in a worker
 
 
 def _local_date(moment: datetime) -> date:
@@ -34,7 +35,7 @@ def _local_date(moment: datetime) -> date:
 
 
 def banners_for(user: User, card, subscription, today: date, update_url: str,
-                invoices: list | None = None) -> list[Banner]:
+                invoices: list | None = None, case=None) -> list[Banner]:
     """Banners computed from the current rows, so each one goes as soon as its cause is fixed."""
     settings = app_settings()
     found: list[Banner] = []
@@ -45,8 +46,13 @@ def banners_for(user: User, card, subscription, today: date, update_url: str,
                             f"{money(to_confirm.amount_cents, to_confirm.currency)} —",
                             "Confirm the payment", to_confirm.hosted_invoice_url))
     if payment_failed_showing(subscription, invoices):
-        found.append(Banner("bad", "payment-failed", "Your last payment failed. Update your card so your "
-                            "subscription continues.", "Update your card", update_url))
+        if case is not None:  # in dunning: the amount due, Pay now
+            found.append(Banner("bad", "payment-failed", f"Your last payment of {money(case.amount_cents, case.currency)} "
+                                "failed and is still due. Pay it now, or update your card so your subscription "
+                                "continues.", "Update your card", update_url, pay_now_url=url_for("billing.pay_now")))
+        else:
+            found.append(Banner("bad", "payment-failed", "Your last payment failed. Update your card so your "
+                                "subscription continues.", "Update your card", update_url))
     if card is not None and card.is_expiring and is_card_expiring(card.exp_month, card.exp_year, today,
                                                                   settings.card_expiring_days):
         found.append(Banner("warn", "card-expiring",
@@ -86,14 +92,14 @@ def favicon():
 @bp.get("/dashboard")
 @login_required
 def index():
-    """At most three queries: the signed-in user (loaded by Flask-Login), card + plan, invoices."""
+    """At most three queries: the signed-in user (loaded by Flask-Login), card + plan + dunning case, invoices."""
     user = current_user._get_current_object()
     notice_pending = user.deletion_cancelled_at is not None
-    card, subscription = card_and_subscription(web_session, user.id, clear_cancelled_notice=notice_pending)
+    card, subscription, case = card_subscription_and_case(web_session, user.id, clear_cancelled_notice=notice_pending)
     invoices = recent_invoices(web_session, user.id)
     if notice_pending:
         web_session.commit()
-    banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices)
+    banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices, case)
     if notice_pending:
         user.deletion_cancelled_at = None
     cheapest = min(PLANS.values(), key=lambda plan: plan.amount_cents)

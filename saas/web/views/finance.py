@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import redis
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
@@ -13,11 +13,11 @@ from sqlalchemy import select
 from wtforms import DateField
 from wtforms.validators import DataRequired, ValidationError
 
-from billing.finance import FinanceReport, FinanceSummary
+from billing.finance import FinanceReport, FinanceSummary, dunning_funnel
 from saas.core import redis_client
 from saas.core.db import web_session
 from saas.core.queue import enqueue_after_commit
-from saas.web.extensions import app_today
+from saas.web.extensions import app_settings, app_today
 from saas.web.login import role_required
 from scheduled.reports import build_finance_report, channel, progress_key
 
@@ -83,7 +83,12 @@ def reports():
                                                                     FinanceSummary.id.desc()).limit(10)).all()
     recent = web_session.scalars(select(FinanceReport).order_by(FinanceReport.id.desc()).limit(10)).all()
     status = 400 if form.errors else 200
-    return render_template("finance/reports.html", form=form, summaries=summaries, reports=recent), status
+    funnel_days = 30
+    tz = app_settings().tz
+    funnel_end = datetime.combine(_today() + timedelta(days=1), datetime.min.time(), tz)
+    funnel = dunning_funnel(web_session, funnel_end - timedelta(days=funnel_days), funnel_end)
+    return render_template("finance/reports.html", form=form, summaries=summaries, reports=recent, funnel=funnel,
+                           funnel_days=funnel_days), status
 
 
 @bp.get("/reports/<int:report_id>/status")
