@@ -1,6 +1,8 @@
 """Blueprints: thin views over the domain code."""
-from saas.web.views import admin_jobs  # noqa: F401  (the jobs routes, on the admin blueprint)
-from saas.web.views import admin_dunning  # noqa: F401  (its routes join the admin blueprint)
+from saas.web.views import (
+    admin_dunning,  # noqa: F401  (its routes join the admin blueprint)
+    admin_jobs,  # noqa: F401  (the jobs routes, on the admin blueprint)
+)
 from saas.web.views.admin import bp as admin_bp
 from saas.web.views.auth import bp as auth_bp
 from saas.web.views.billing import bp as billing_bp
