@@ -182,8 +182,26 @@ class ReviewFilter:
 
 
 def in_review() -> tuple[ColumnElement[bool], ...]:
-    """Warned accounts with a purge date, not purged yet: the review queue."""
-    return (User.purge_due_at.is_not(None), User.purged_at.is_(None))
+    """Warned accounts with a purge date, not purged yet and not approved for purge: the review
+    queue (an approved account leaves it at once; purge_account puts it back if it refuses)."""
+    return (User.purge_due_at.is_not(None), User.purged_at.is_(None), User.purge_approved_at.is_(None))
+
+
+def purgeable() -> tuple[ColumnElement[bool], ...]:
+    """Warned accounts the purge may take: not purged, not exempted, not protected (approved or not)."""
+    return (User.role == "subscriber", User.purge_due_at.is_not(None), User.purged_at.is_(None),
+            User.purge_exempt_reason.is_(None), unprotected_clause())
+
+
+def pending_purges(session: Session) -> int:
+    """How many accounts the purge may still take: finance's "purges pending"."""
+    return session.scalar(select(func.count()).select_from(User).where(*purgeable())) or 0
+
+
+def awaiting_review(session: Session) -> int:
+    """Accounts in the review queue that nothing keeps and no admin has decided on yet."""
+    return session.scalar(select(func.count()).select_from(User)
+                          .where(*purgeable(), User.purge_approved_at.is_(None))) or 0
 
 
 def review_queue(wanted: ReviewFilter, tz: tzinfo) -> Select:

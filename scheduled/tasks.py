@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from saas.core import runtime
 from saas.core.db import session_scope
@@ -34,7 +34,11 @@ def purge_account(user_id: int, actor: str) -> bool:
             .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
         if still_approved is None:
             return False
-        return purge_user(session, user_id, actor, datetime.now(UTC))
+        if purge_user(session, user_id, actor, datetime.now(UTC)):
+            return True
+        # Protected since the approval: back to the review queue, where the admin sees why.
+        session.execute(update(User).where(User.id == user_id).values(purge_approved_at=None))
+        return False
 
 
 @app.task(name="scheduled.tasks.watchdog")
