@@ -1,14 +1,23 @@
 """The admin console as its users meet it: the landing page, failed bulk actions, the outbox message."""
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.outbox import OutboxMessage
 from scheduled.ledger import FIRST_START_SKIP, record_skipped
+from scheduled.tasks import purge_account
 from tests.web.helpers import add_subscription
-from tests.web.test_admin import NOW, _outbox, admin, audit_rows, dormant, get_user  # noqa: F401 (fixture)
+from tests.web.test_admin import NOW, _outbox, audit_rows, dormant, get_user
+
+
+@pytest.fixture
+def admin(make_user, auth):
+    user = make_user(email="root@example.com", role="admin", name="Root")
+    auth.login("root@example.com")
+    return user
 
 
 def _count(page: str, key: str) -> str:
@@ -62,8 +71,6 @@ def test_an_approved_account_leaves_the_queue_at_once(client, admin, make_user, 
 
 
 def test_a_refused_purge_puts_the_account_back_in_the_queue(admin, make_user):
-    from scheduled.tasks import purge_account
-
     user = dormant(make_user, "elena@example.com", purge_approved_at=NOW)
     add_subscription(user.id, status="active")  # protected after the approval
     assert purge_account(user_id=user.id, actor="admin:1") is False

@@ -1,17 +1,24 @@
 """/finance: MRR over time and its movements as server-rendered SVG with their numbers; the report form."""
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
 
 from billing.finance import FinanceSummary
 from billing.finance_history import month_starts, mrr_history
 from billing.models import MrrMovement
 from saas.core.db import session_scope
 from tests.web.helpers import add_subscription
-from tests.web.test_finance import add_report, finance  # noqa: F401 (fixture)
+from tests.web.test_finance import add_report
+
+
+@pytest.fixture
+def finance(make_user, auth):
+    user = make_user(email="fiona@example.com", role="finance")
+    auth.login("fiona@example.com")
+    return user
 
 
 def test_month_starts_cross_the_year():
-    from datetime import date
-
     assert month_starts(date(2026, 2, 17), 3) == [date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1)]
 
 
