@@ -76,7 +76,9 @@ def photograph(base_url: str) -> list[Path]:
     from playwright.sync_api import sync_playwright  # here: Playwright is in the test extra only
 
     shots = [("ana@example.com", "/dashboard", "dashboard.png"),
+             ("admin@example.com", "/admin", "admin-attention.png"),
              ("admin@example.com", "/admin/dormant", "admin-dormant.png"),
+             ("finance@example.com", "/finance", "finance-mrr.png"),
              ("finance@example.com", "/finance/reports", "finance-progress.png")]
     written = []
     with sync_playwright() as playwright:

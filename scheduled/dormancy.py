@@ -156,6 +156,21 @@ def purge_user(session: Session, user_id: int, actor: str, now: datetime) -> boo
     return bool(purge_ids(session, [user_id], actor, now))
 
 
+def purge_approved(session: Session, user_id: int, actor: str, now: datetime) -> bool:
+    """Purge an account an admin approved, unless the approval was withdrawn while the task waited
+    (a sign-in or an exemption clears it) or a protection arrived: then it goes back to the review
+    queue, where the admin sees why. The caller commits."""
+    still_approved = session.scalar(select(User.id).where(
+        User.id == user_id, User.purge_approved_at.is_not(None), User.purge_exempt_reason.is_(None))
+        .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
+    if still_approved is None:
+        return False
+    if purge_user(session, user_id, actor, now):
+        return True
+    session.execute(update(User).where(User.id == user_id).values(purge_approved_at=None))
+    return False
+
+
 def review_reason_expr() -> ColumnElement[str | None]:
     """Why the review queue shows an account as kept (NULL when nothing keeps it): the purge
     protections, then an admin's exemption."""

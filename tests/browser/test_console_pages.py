@@ -152,7 +152,7 @@ def test_finance_story_charts_then_a_report(browser_instance, live_server, make_
         make_user(email="fiona@example.com", role="finance", name="Fiona")
         sign_in(page, "fiona@example.com")
         page.get_by_role("link", name="Finance").click()
-        page.wait_for_url(re.compile(r"/finance/?$"))
+        page.wait_for_url(re.compile(r"/finance$"))
         expect(page.locator("svg.chart")).to_have_count(2)
         expect(page.locator(".kpi").first).to_contain_text("62.17 USD")
         expect(page.locator("#summary")).to_contain_text("+12.17 USD")

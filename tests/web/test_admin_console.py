@@ -7,8 +7,8 @@ from sqlalchemy import update
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.outbox import OutboxMessage
+from scheduled.dormancy import purge_approved
 from scheduled.ledger import FIRST_START_SKIP, record_skipped
-from scheduled.tasks import purge_account
 from tests.web.helpers import add_subscription
 from tests.web.test_admin import NOW, _outbox, audit_rows, dormant, get_user
 
@@ -70,10 +70,11 @@ def test_an_approved_account_leaves_the_queue_at_once(client, admin, make_user, 
     assert "dario@example.com" not in page and get_user(user.id).purge_approved_at is not None
 
 
-def test_a_refused_purge_puts_the_account_back_in_the_queue(admin, make_user):
+def test_a_refused_purge_puts_the_account_back_in_the_queue(make_user):
     user = dormant(make_user, "elena@example.com", purge_approved_at=NOW)
     add_subscription(user.id, status="active")  # protected after the approval
-    assert purge_account(user_id=user.id, actor="admin:1") is False
+    with session_scope() as s:
+        assert purge_approved(s, user.id, "admin:1", NOW) is False
     assert get_user(user.id).purge_approved_at is None
 
 

@@ -58,8 +58,8 @@ def audit(action: str, subject_type: str, subject_id: object | None, **details) 
 
 # ---- landing -----------------------------------------------------------------------------------
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")  # the canonical address (registered first: url_for builds it)
 def index():
     """What needs attention, each with a count and a link to where it is handled."""
     return render_template("admin/index.html", items=attention_items(web_session, datetime.now(UTC)))

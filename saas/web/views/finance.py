@@ -83,8 +83,8 @@ def _latest_summary():
     return latest, summary_rows(latest.figures, previous_figures(web_session, "daily", latest.period_start))
 
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")  # the canonical address (registered first: url_for builds it)
 def overview():
     """MRR over the last twelve months and its movements, as SVG charts with their numbers, and the latest summary."""
     history = mrr_history(web_session, _today(), app_settings().tz)
