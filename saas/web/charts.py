@@ -11,6 +11,7 @@ from billing.finance_history import MOVEMENT_KINDS, Month
 from saas.core.formatting import money
 
 WIDTH, HEIGHT = 720, 260
+NARROW = 360  # a second drawing for phones (CSS shows one): the same 12px labels, every third month named
 LEFT, RIGHT, TOP, BOTTOM = 88, 12, 14, 30  # room for the axis labels
 KIND_LABELS = {"new": "New", "expansion": "Expansion", "reactivation": "Reactivation",
                "contraction": "Contraction", "churn": "Churn"}
@@ -20,6 +21,7 @@ KIND_LABELS = {"new": "New", "expansion": "Expansion", "reactivation": "Reactiva
 class Chart:
     width: int = WIDTH
     height: int = HEIGHT
+    left: int = LEFT
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
     x_labels: list[tuple[float, str]] = field(default_factory=list)
     line: str = ""
@@ -38,10 +40,18 @@ def nice_step(span: float, ticks: int = 4) -> int:
     return int(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
 
-def _x_positions(count: int) -> list[float]:
-    inner = WIDTH - LEFT - RIGHT
+def _x_positions(count: int, width: int) -> list[float]:
+    inner = width - LEFT - RIGHT
     step = inner / max(count, 1)
     return [LEFT + step * (i + 0.5) for i in range(count)]
+
+
+def _labels(xs: list[float], months: list[Month], width: int) -> list[tuple[float, str]]:
+    """Every month named on a wide chart; on a narrow one, every third (ending on the current month)."""
+    every = 1 if width >= WIDTH else 3
+    last = len(months) - 1
+    return [(round(x, 1), _month_label(m, i == 0 or every > 1)) for i, (x, m) in enumerate(zip(xs, months, strict=True))
+            if (last - i) % every == 0]
 
 
 def _month_label(month: Month, first: bool) -> str:
@@ -62,30 +72,30 @@ def _scale(lo: int, hi: int, currency: str, chart: Chart):
     return y
 
 
-def mrr_chart(months: list[Month], currency: str) -> Chart:
+def mrr_chart(months: list[Month], currency: str, width: int = WIDTH) -> Chart:
     """MRR at each month's end as a line over a shaded area, from zero."""
-    chart = Chart()
+    chart = Chart(width=width)
     y = _scale(0, max((m.mrr_cents for m in months), default=0), currency, chart)
-    xs = _x_positions(len(months))
+    xs = _x_positions(len(months), width)
     points = [(round(x, 1), y(m.mrr_cents)) for x, m in zip(xs, months, strict=True)]
     chart.line = " ".join(f"{px},{py}" for px, py in points)
     if points:
         chart.area = f"{points[0][0]},{chart.zero_y} {chart.line} {points[-1][0]},{chart.zero_y}"
     chart.dots = [(px, py, f"{_month_label(m, True)}: {money(m.mrr_cents, currency)}")
                   for (px, py), m in zip(points, months, strict=True)]
-    chart.x_labels = [(round(x, 1), _month_label(m, i == 0)) for i, (x, m) in enumerate(zip(xs, months, strict=True))]
+    chart.x_labels = _labels(xs, months, width)
     return chart
 
 
-def movements_chart(months: list[Month], currency: str) -> Chart:
+def movements_chart(months: list[Month], currency: str, width: int = WIDTH) -> Chart:
     """Each month's movements as stacked bars: gains above the zero line, losses below."""
-    chart = Chart()
+    chart = Chart(width=width)
     gains = [sum(v for v in m.movements.values() if v > 0) for m in months]
     losses = [sum(v for v in m.movements.values() if v < 0) for m in months]
     y = _scale(min(losses, default=0), max(gains, default=0), currency, chart)
-    xs = _x_positions(len(months))
-    bar = (WIDTH - LEFT - RIGHT) / max(len(months), 1) * 0.6
-    for i, (x, m) in enumerate(zip(xs, months, strict=True)):
+    xs = _x_positions(len(months), width)
+    bar = (width - LEFT - RIGHT) / max(len(months), 1) * 0.6
+    for x, m in zip(xs, months, strict=True):
         up = down = 0
         for kind in MOVEMENT_KINDS:
             value = m.movements.get(kind, 0)
@@ -100,5 +110,5 @@ def movements_chart(months: list[Month], currency: str) -> Chart:
                 up += value
             else:
                 down += value
-        chart.x_labels.append((round(x, 1), _month_label(m, i == 0)))
+    chart.x_labels = _labels(xs, months, width)
     return chart

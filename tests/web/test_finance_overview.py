@@ -42,7 +42,8 @@ def test_overview_shows_charts_tables_and_figures_against_last_month(client, fin
     user = make_user()
     add_subscription(user.id, amount_cents=6217)
     page = client.get("/finance").get_data(as_text=True)
-    assert page.count('<svg class="chart"') == 2 and 'role="img"' in page
+    assert page.count('<svg class="chart chart-wide"') == 2 and page.count('<svg class="chart chart-narrow"') == 2
+    assert 'role="img"' in page
     assert "MRR over time (USD)" in page and "MRR movements (USD)" in page
     assert "62.17 USD" in page and "6217" not in page
     assert "at the end of" in page  # each figure against the previous period

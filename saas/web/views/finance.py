@@ -19,7 +19,7 @@ from billing.finance_table import summary_rows
 from saas.core import redis_client
 from saas.core.db import web_session
 from saas.core.queue import enqueue_after_commit
-from saas.web.charts import KIND_LABELS, movements_chart, mrr_chart
+from saas.web.charts import KIND_LABELS, NARROW, movements_chart, mrr_chart
 from saas.web.extensions import app_settings, app_today
 from saas.web.login import role_required
 from scheduled.jobs.finance_summary import previous_figures
@@ -89,6 +89,8 @@ def overview():
     """MRR over the last twelve months and its movements, as SVG charts with their numbers, and the latest summary."""
     history = mrr_history(web_session, _today(), app_settings().tz)
     charts = {currency: {"mrr": mrr_chart(months, currency), "movements": movements_chart(months, currency),
+                         "mrr_narrow": mrr_chart(months, currency, NARROW),
+                         "movements_narrow": movements_chart(months, currency, NARROW),
                          "months": months, "now": months[-1], "before": months[-2]}
               for currency, months in history.items()}
     latest, rows = _latest_summary()
