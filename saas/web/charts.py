@@ -47,10 +47,11 @@ def _x_positions(count: int, width: int) -> list[float]:
 
 
 def _labels(xs: list[float], months: list[Month], width: int) -> list[tuple[float, str]]:
-    """Every month named on a wide chart; on a narrow one, every third (ending on the current month)."""
+    """Every month named on a wide chart; on a narrow one, every third (ending on the current month),
+    the year only on January's."""
     every = 1 if width >= WIDTH else 3
     last = len(months) - 1
-    return [(round(x, 1), _month_label(m, i == 0 or every > 1)) for i, (x, m) in enumerate(zip(xs, months, strict=True))
+    return [(round(x, 1), _month_label(m, i == 0 and every == 1)) for i, (x, m) in enumerate(zip(xs, months, strict=True))
             if (last - i) % every == 0]
 
 

@@ -15,6 +15,7 @@ import pytest
 from billing.finance import FinanceReport, FinanceSummary
 from saas.core.db import session_scope
 from saas.core.outbox import OutboxMessage, queue_email
+from scheduled.ledger import record_skipped
 from tests.browser.axe import axe_violations, page_width_overflow
 from tests.browser.conftest import sign_in
 from tests.web.helpers import add_subscription
@@ -55,6 +56,8 @@ def story(make_user):
                                  figures={"currencies": {"usd": {"mrr_cents": mrr, "new_mrr_cents": 1217}},
                                           "active_subscriptions": day, "new_subscriptions": 1,
                                           "cancelled_subscriptions": 0, "purges_pending": 1}))
+        record_skipped(s, "purge-dormant-accounts", [NOW - timedelta(days=2)], NOW,
+                       "missed while no beat ran; older than the catch-up window (1 day, 12:00:00)")
         s.add(FinanceReport(kind="revenue-churn", status="done", progress=100, csv="date\n",
                             params={"start": "2025-01-01", "end": "2025-03-31"}, finished_at=NOW))
     return {"outbox": outbox_id}
