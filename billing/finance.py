@@ -71,7 +71,8 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
     """Every figure of the summary for the local days first..last (inclusive).
 
     Flows (movements, payments, reminders, purges) count inside the period; stocks (MRR,
-    active subscriptions, expiring cards, pending purges) are as of the run.
+    active subscriptions, expiring cards) are as of the run. Purges pending are the purge's own
+    rule (scheduled.dormancy.pending_purges): the finance-summary job adds them.
     """
     start, end = period_bounds(first, last, tz)
     params = {"start": start, "end": end}
@@ -117,8 +118,7 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
         " (SELECT count(*) FROM subscriptions WHERE created_at >= :start AND created_at < :end),"
         " (SELECT count(*) FROM subscriptions WHERE canceled_at >= :start AND canceled_at < :end),"
         " (SELECT count(*) FROM outbox WHERE kind = 'inactive-warning' AND created_at >= :start AND created_at < :end),"
-        " (SELECT count(*) FROM audit_log WHERE action = 'account.purged' AND at >= :start AND at < :end),"
-        " (SELECT count(*) FROM users WHERE purge_due_at IS NOT NULL AND purged_at IS NULL)"
+        " (SELECT count(*) FROM audit_log WHERE action = 'account.purged' AND at >= :start AND at < :end)"
         " FROM (SELECT count(*) FILTER (WHERE status IN ('active', 'past_due')) AS paying,"
         "              count(*) FILTER (WHERE status = 'trialing') AS trialing FROM subscriptions) AS stock"),
         params).one()
@@ -135,7 +135,7 @@ def figures(session: Session, first: date, last: date, today: date, tz: ZoneInfo
         "active_subscriptions": counts[0], "trialing_subscriptions": counts[1],
         "new_subscriptions": counts[2], "cancelled_subscriptions": counts[3],
         "expiring_cards": expiring_cards, "reminders_sent": counts[4],
-        "accounts_purged": counts[5], "purges_pending": counts[6],
+        "accounts_purged": counts[5],
     }
 
 
@@ -179,7 +179,7 @@ def to_csv(period: str, data: dict[str, Any]) -> str:
     for name in ("active_subscriptions", "trialing_subscriptions", "new_subscriptions",
                  "cancelled_subscriptions", "expiring_cards", "reminders_sent", "accounts_purged",
                  "purges_pending"):
-        writer.writerow([*head, name, "", data[name]])
+        writer.writerow([*head, name, "", data.get(name, "")])
     for name, value in (data.get("reconciliation") or {}).items():  # reconcile-stripe's runs of the period
         writer.writerow([*head, f"reconcile_{name}", "", value])
     funnel = data.get("dunning") or {}
@@ -194,7 +194,8 @@ def to_csv(period: str, data: dict[str, Any]) -> str:
 
 
 CHUNK_DAYS = 7
-COLUMNS = ("date", "currency", "revenue", "invoices_paid", "new_mrr", "churned_mrr",
+# Amounts in cents, as their column names say (the pages and emails show money).
+COLUMNS = ("date", "currency", "revenue_cents", "invoices_paid", "new_mrr_cents", "churned_mrr_cents",
            "new_subscriptions", "churned_subscriptions")
 
 
@@ -216,7 +217,7 @@ def figures_between(session: Session, start: date, end: date, tz: ZoneInfo) -> d
         .where(Invoice.status == "paid", Invoice.paid_at >= lo, Invoice.paid_at < hi)
         .group_by(paid_day, Invoice.currency)
     ):
-        rows[(day, currency)].update(revenue=int(revenue), invoices_paid=count)
+        rows[(day, currency)].update(revenue_cents=int(revenue), invoices_paid=count)
     moved_day = _local_day(MrrMovement.at, tz)
     delta = MrrMovement.mrr_after_cents - MrrMovement.mrr_before_cents
     gained = MrrMovement.kind.in_(("new", "reactivation"))
@@ -228,7 +229,7 @@ def figures_between(session: Session, start: date, end: date, tz: ZoneInfo) -> d
         .where(MrrMovement.at >= lo, MrrMovement.at < hi)
         .group_by(moved_day, MrrMovement.currency)
     ):
-        rows[(day, currency)].update(new_mrr=int(new_mrr), churned_mrr=int(churned_mrr),
+        rows[(day, currency)].update(new_mrr_cents=int(new_mrr), churned_mrr_cents=int(churned_mrr),
                                      new_subscriptions=new_subs, churned_subscriptions=churned_subs)
     return rows
 

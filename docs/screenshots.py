@@ -78,7 +78,9 @@ def photograph(base_url: str) -> list[Path]:
     shots = [(None, "/", "landing.png"),
              ("ana@example.com", "/dashboard", "dashboard.png"),
              ("ana@example.com", "/billing", "billing.png"),
+             ("admin@example.com", "/admin", "admin-attention.png"),
              ("admin@example.com", "/admin/dormant", "admin-dormant.png"),
+             ("finance@example.com", "/finance", "finance-mrr.png"),
              ("finance@example.com", "/finance/reports", "finance-progress.png"),
              ("fabio@example.com", "/dashboard", "dunning-dashboard.png"),
              ("admin@example.com", "/admin/dunning", "admin-dunning.png")]

@@ -57,8 +57,7 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
             latest = latest_slot(cron, settings.tz, now)
             baseline = slots_between(cron, settings.tz, window_start, now) or ([latest] if latest else [])
             if baseline:
-                ledger.record_skipped(session, job, baseline, now,
-                                      "before this job's first run: its schedule starts at the next slot")
+                ledger.record_skipped(session, job, baseline, now, ledger.FIRST_START_SKIP)
                 session.commit()
                 log.info("job %s: first start; %s past slots recorded as skipped", job, len(baseline))
             continue

@@ -156,6 +156,21 @@ def purge_user(session: Session, user_id: int, actor: str, now: datetime) -> boo
     return bool(purge_ids(session, [user_id], actor, now))
 
 
+def purge_approved(session: Session, user_id: int, actor: str, now: datetime) -> bool:
+    """Purge an account an admin approved, unless the approval was withdrawn while the task waited
+    (a sign-in or an exemption clears it) or a protection arrived: then it goes back to the review
+    queue, where the admin sees why. The caller commits."""
+    still_approved = session.scalar(select(User.id).where(
+        User.id == user_id, User.purge_approved_at.is_not(None), User.purge_exempt_reason.is_(None))
+        .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
+    if still_approved is None:
+        return False
+    if purge_user(session, user_id, actor, now):
+        return True
+    session.execute(update(User).where(User.id == user_id).values(purge_approved_at=None))
+    return False
+
+
 def review_reason_expr() -> ColumnElement[str | None]:
     """Why the review queue shows an account as kept (NULL when nothing keeps it): the purge
     protections, then an admin's exemption."""
@@ -182,8 +197,26 @@ class ReviewFilter:
 
 
 def in_review() -> tuple[ColumnElement[bool], ...]:
-    """Warned accounts with a purge date, not purged yet: the review queue."""
-    return (User.purge_due_at.is_not(None), User.purged_at.is_(None))
+    """Warned accounts with a purge date, not purged yet and not approved for purge: the review
+    queue (an approved account leaves it at once; purge_account puts it back if it refuses)."""
+    return (User.purge_due_at.is_not(None), User.purged_at.is_(None), User.purge_approved_at.is_(None))
+
+
+def purgeable() -> tuple[ColumnElement[bool], ...]:
+    """Warned accounts the purge may take: not purged, not exempted, not protected (approved or not)."""
+    return (User.role == "subscriber", User.purge_due_at.is_not(None), User.purged_at.is_(None),
+            User.purge_exempt_reason.is_(None), unprotected_clause())
+
+
+def pending_purges(session: Session) -> int:
+    """How many accounts the purge may still take: finance's "purges pending"."""
+    return session.scalar(select(func.count()).select_from(User).where(*purgeable())) or 0
+
+
+def awaiting_review(session: Session) -> int:
+    """Accounts in the review queue that nothing keeps and no admin has decided on yet."""
+    return session.scalar(select(func.count()).select_from(User)
+                          .where(*purgeable(), User.purge_approved_at.is_(None))) or 0
 
 
 def review_queue(wanted: ReviewFilter, tz: tzinfo) -> Select:

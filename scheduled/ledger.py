@@ -101,6 +101,10 @@ def slots_without_run(session: Session, job: str, slots: list[datetime],
     return [slot for slot in slots if slot not in have]
 
 
+# The reason on the slots a fresh install records as skipped: a baseline, not a missed run.
+FIRST_START_SKIP = "before this job's first run: its schedule starts at the next slot"
+
+
 def record_skipped(session: Session, job: str, slots: list[datetime], now: datetime, reason: str) -> int:
     """Record missed slots as `skipped` rows (idempotent); returns how many were new."""
     if not slots:

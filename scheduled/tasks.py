@@ -3,15 +3,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from saas.core import runtime
 from saas.core.db import session_scope
-from saas.core.models import User
 from saas.core.queue import app
 from scheduled import backfill, runner
 from scheduled import watchdog as missed_slots
-from scheduled.dormancy import purge_user
+from scheduled.dormancy import purge_approved
 
 BIG_RUN_SOFT_LIMIT = 3 * 3600  # a night's batches over millions of rows
 
@@ -36,12 +33,7 @@ def purge_account(user_id: int, actor: str) -> bool:
     """The admin's "approve purge now": refuses protected accounts, and accounts whose approval was
     withdrawn while the task waited (a sign-in or an exemption clears it)."""
     with session_scope() as session:
-        still_approved = session.scalar(select(User.id).where(
-            User.id == user_id, User.purge_approved_at.is_not(None), User.purge_exempt_reason.is_(None))
-            .with_for_update())  # held until commit: a sign-in now waits for the purge, then finds it done
-        if still_approved is None:
-            return False
-        return purge_user(session, user_id, actor, datetime.now(UTC))
+        return purge_approved(session, user_id, actor, datetime.now(UTC))
 
 
 @app.task(name="scheduled.tasks.watchdog")

@@ -60,16 +60,19 @@ def seed_group() -> None:
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Date the personas' histories are relative to, at the current time of day (default: now).")
 @click.option("--password", default=None, help="Set every persona's password (dev only).")
-def seed_demo(today, password: str | None) -> None:
-    """Create the demo personas; running it again changes nothing."""
+@click.option("--reset", is_flag=True, help="Put every persona back into its story: dates, warnings, exemptions, "
+                                            "billing and password (dev only).")
+def seed_demo(today, password: str | None, reset: bool) -> None:
+    """Create the demo personas; running it again changes nothing (unless --reset)."""
     settings = load_settings()
     if settings.is_production:
         raise click.UsageError("demo personas are for dev and test only (SAAS_ENV=production refuses them)")
     now = datetime.now(settings.tz)
     if today:
         now = datetime.combine(today.date(), now.timetz())
-    created = run_seed(settings, now.astimezone(UTC), password or DEV_PASSWORD, reset_password=bool(password))
-    click.echo(f"Demo personas ready ({created} created).")
+    created = run_seed(settings, now.astimezone(UTC), password or DEV_PASSWORD, reset_password=bool(password),
+                       reset=reset)
+    click.echo(f"Demo personas {'reset' if reset else 'ready'} ({created} created).")
 
 
 def main() -> None:

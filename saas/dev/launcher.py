@@ -140,6 +140,15 @@ def _wait(children: list[Service]) -> int:
         time.sleep(0.5)
 
 
+RESET_ENV = ("SAAS_ENV", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE", "STRIPE_SECRET_KEY")
+
+
+def reset_command(env: dict[str, str]) -> str:
+    """`saas seed demo --reset` against this running instance (its database and Stripe emulator)."""
+    assignments = " ".join(f"{name}={env[name]}" for name in RESET_ENV if env.get(name))
+    return f"{assignments} .venv/bin/saas seed demo --reset"
+
+
 def _print_banner(env: dict[str, str], web_port: int, logins: list[str], password: str) -> None:
     lines = [
         "",
@@ -153,6 +162,8 @@ def _print_banner(env: dict[str, str], web_port: int, logins: list[str], passwor
         "",
         f"  Demo logins (password: {password}):",
         *[f"    {name}@example.com" for name in logins],
+        "  Signing in as carla or dario cancels their deletion. Put every persona back into its story with:",
+        f"    {reset_command(env)}",
         "",
         "  Ctrl-C stops everything.",
     ]

@@ -5,13 +5,18 @@ the proxy's job, and the hook is the whole policy in one screen.
 """
 from __future__ import annotations
 
+import re
+
 from flask import request
 from flask_login import current_user
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
-# The dev mail reader shows each email's own HTML (inline styles) in a sandboxed frame.
-DEV_MAIL_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+# The pages that show an email's own HTML (inline styles, as mail clients need) in a sandboxed
+# srcdoc frame, which inherits this policy: the dev mail reader and the admin's outbox message.
+# Scripts stay refused; the frame's sandbox also blocks scripts, forms and this page's origin.
+MAIL_PREVIEW_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+MAIL_PREVIEW = re.compile(r"^/(dev/mail|admin/outbox/\d+$)")
 
 
 def init_app(app) -> None:
@@ -20,7 +25,7 @@ def init_app(app) -> None:
     @app.after_request
     def add_security_headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", DEV_MAIL_CSP if request.path.startswith("/dev/mail") else CSP)
+        headers.setdefault("Content-Security-Policy", MAIL_PREVIEW_CSP if MAIL_PREVIEW.match(request.path) else CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

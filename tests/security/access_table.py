@@ -84,6 +84,8 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/billing/recover/<token>/status/<op_id>", "GET"): everyone("404"),
     ("/billing/wait/<op_id>", "GET"): owner_only("200"),
     ("/billing/status/<op_id>", "GET"): owner_only("200"),
+    ("/finance", "GET"): finance("200"),
+    ("/finance/", "GET"): finance("200"),
     ("/finance/reports", "GET"): finance("200"),
     ("/finance/reports", "POST"): finance("400"),
     ("/finance/reports/<int:report_id>/status", "GET"): finance("200"),
@@ -101,7 +103,10 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/admin/jobs/<name>/pause", "POST"): admin("400"),  # an empty form has no reason
     ("/admin/jobs/<name>/resume", "POST"): admin("302"),  # not paused: said on the page
     ("/admin/jobs/<name>/backfill", "POST"): admin("400"),  # no slot chosen
+    ("/admin", "GET"): admin("200"),
+    ("/admin/", "GET"): admin("200"),
     ("/admin/outbox", "GET"): admin("200"),
+    ("/admin/outbox/<int:message_id>", "GET"): admin("200"),
     ("/admin/outbox/<int:message_id>/retry", "POST"): admin("302"),
     ("/admin/audit", "GET"): admin("200"),
     # Registered in dev and test only (the test proves production has no /dev/ route).

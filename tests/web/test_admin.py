@@ -181,7 +181,7 @@ def test_bulk_exempt_with_confirmation(client, admin, make_user):
     client.post("/admin/dormant/act", data={**data, "confirm": "yes"})
     assert all(get_user(u.id).purge_exempt_reason == "Enterprise contract" for u in users)
     rows = audit_rows()
-    assert [r.action for r in rows] == ["dormant.exempt"] * 3 and all(r.details == {"bulk": True} for r in rows)
+    assert [r.action for r in rows] == ["dormant.exempt"] * 3 and all(r.details == {"bulk": True, "reason": "Enterprise contract"} for r in rows)
 
 
 def test_jobs_page_lists_jobs_and_runs(client, admin):
@@ -289,6 +289,13 @@ def test_audit_log_page_lists_and_filters(client, admin, make_user, sent):
     client.post("/admin/dormant/act", data={"ids": user.id, "action": "exempt", "reason": "VIP", "confirm": "yes"})
     client.post("/admin/jobs/finance-summary/run", data={})
     page = client.get("/admin/audit").get_data(as_text=True)
-    assert "dormant.exempt" in page and "job.run-now" in page and f"admin:{admin.id}" in page
+    assert "dormant.exempt" in page and "job.run-now" in page
+    # In words: the actor's email, the subject as a link, the reason, details rendered (not JSON).
+    assert admin.email in page and f"admin:{admin.id}" not in page
+    assert "exempted from purge" in page and "“VIP”" in page and '{"' not in page
+    assert f'href="/admin/audit?subject=user:{user.id}">dario@example.com</a>' in page
+    assert 'href="/admin/jobs#job-finance-summary">finance-summary</a>' in page
+    about = client.get(f"/admin/audit?subject=user:{user.id}").get_data(as_text=True)
+    assert "exempted from purge" in about and "job run now" not in about
     filtered = client.get("/admin/audit?action=job.").get_data(as_text=True)
     assert "job.run-now" in filtered and "dormant.exempt" not in filtered

@@ -46,9 +46,10 @@ def test_finance_and_admin_see_the_page(client, make_user, auth, role):
 def test_latest_summaries_with_csv(client, finance):
     with session_scope() as s:
         s.add(FinanceSummary(period="daily", period_start=date(2025, 3, 1), period_end=date(2025, 3, 1),
-                             figures={"mrr_cents": 123400, "active_subscriptions": 7}, csv="a,b\n1,2\n"))
+                             figures={"currencies": {"usd": {"mrr_cents": 123400}}, "active_subscriptions": 7,
+                                      "new_subscriptions": 1, "cancelled_subscriptions": 0}, csv="a,b\n1,2\n"))
     page = client.get("/finance/reports").get_data(as_text=True)
-    assert "2025-03-01" in page and "mrr cents" in page and "123400" in page
+    assert "2025-03-01" in page and "1,234.00 USD" in page and "123400" not in page and "7 active" in page
     with session_scope() as s:
         summary_id = s.scalar(select(FinanceSummary.id))
     response = client.get(f"/finance/summaries/{summary_id}.csv")
@@ -106,7 +107,7 @@ def test_report_csv_figures(settings, session, make_user):
         ])
     seen = []
     lines = revenue_churn_csv(session, date(2025, 1, 1), date(2025, 1, 20), settings.tz, seen.append).splitlines()
-    assert lines[0] == "date,currency,revenue,invoices_paid,new_mrr,churned_mrr,new_subscriptions,churned_subscriptions"
+    assert lines[0] == "date,currency,revenue_cents,invoices_paid,new_mrr_cents,churned_mrr_cents,new_subscriptions,churned_subscriptions"
     assert len(lines) == 21
     assert "2025-01-02,USD,3900,2,0,0,0,0" in lines and "2025-01-03,USD,0,0,2900,2900,1,1" in lines
     assert seen == sorted(seen) and len(seen) == 3 and seen[-1] == 99

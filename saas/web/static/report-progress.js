@@ -13,6 +13,8 @@
     status.textContent = state.status;
     status.className = "pill pill-" + state.status;
     item.dataset.status = state.status;
+    var notice = item.querySelector("[data-role=notice]");
+    if (notice && finished(state)) { notice.remove(); }
     if (state.status === "done" && state.download) {
       link.href = state.download;
       link.hidden = false;

@@ -1,4 +1,4 @@
-"""Finance pages: the latest summaries and on-demand reports with live progress."""
+"""Finance pages: MRR over time and its movements, the latest summaries, and on-demand reports with live progress."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import time
 from datetime import date, datetime, timedelta
 
 import redis
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -14,11 +14,15 @@ from wtforms import DateField
 from wtforms.validators import DataRequired, ValidationError
 
 from billing.finance import FinanceReport, FinanceSummary, dunning_funnel
+from billing.finance_history import MOVEMENT_KINDS, mrr_history
+from billing.finance_table import summary_rows
 from saas.core import redis_client
 from saas.core.db import web_session
 from saas.core.queue import enqueue_after_commit
+from saas.web.charts import KIND_LABELS, NARROW, movements_chart, mrr_chart
 from saas.web.extensions import app_settings, app_today
 from saas.web.login import role_required
+from scheduled.jobs.finance_summary import previous_figures
 from scheduled.reports import build_finance_report, channel, progress_key
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
@@ -63,13 +67,47 @@ def report_state(report) -> dict:
             "download": url_for("finance.download", report_id=report.id) if report.status == "done" else None}
 
 
+def _day_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _latest_summary():
+    """The newest daily summary and its rows beside the day before's (None before the first run)."""
+    latest = web_session.scalars(select(FinanceSummary).where(FinanceSummary.period == "daily")
+                                 .order_by(FinanceSummary.period_start.desc()).limit(1)).first()
+    if latest is None:
+        return None, []
+    return latest, summary_rows(latest.figures, previous_figures(web_session, "daily", latest.period_start))
+
+
+@bp.get("/")
+@bp.get("")  # the canonical address (registered first: url_for builds it)
+def overview():
+    """MRR over the last twelve months and its movements, as SVG charts with their numbers, and the latest summary."""
+    history = mrr_history(web_session, _today(), app_settings().tz)
+    charts = {currency: {"mrr": mrr_chart(months, currency), "movements": movements_chart(months, currency),
+                         "mrr_narrow": mrr_chart(months, currency, NARROW),
+                         "movements_narrow": movements_chart(months, currency, NARROW),
+                         "months": months, "now": months[-1], "before": months[-2]}
+              for currency, months in history.items()}
+    latest, rows = _latest_summary()
+    return render_template("finance/overview.html", charts=charts, kinds=MOVEMENT_KINDS, kind_labels=KIND_LABELS,
+                           latest=latest, rows=rows)
+
+
 @bp.route("/reports", methods=["GET", "POST"])
 def reports():
-    """Summaries, the report form, and the reports in progress (found again after a reload)."""
+    """Summaries, the report form, and the reports in progress (found again after a reload).
+
+    After a request the page keeps the days asked for (in its address) and shows the new report
+    with a notice that goes when it is done."""
     form = ReportForm()
     if form.is_submitted() is False:
-        form.start.data = form.start.data or _today().replace(day=1)
-        form.end.data = form.end.data or _today()
+        form.start.data = _day_arg("start") or _today().replace(day=1)
+        form.end.data = _day_arg("end") or _today()
     if form.validate_on_submit():
         report = FinanceReport(requested_by_id=current_user.id, kind="revenue-churn",
                                params={"start": form.start.data.isoformat(), "end": form.end.data.isoformat()})
@@ -77,8 +115,8 @@ def reports():
         web_session.flush()
         enqueue_after_commit(web_session, build_finance_report, report_id=report.id)
         web_session.commit()
-        flash("Your report is being built. You can leave this page; it keeps running.", "info")
-        return redirect(url_for("finance.reports"))
+        return redirect(url_for("finance.reports", start=form.start.data.isoformat(), end=form.end.data.isoformat(),
+                                new=report.id))
     summaries = web_session.scalars(select(FinanceSummary).order_by(FinanceSummary.period_start.desc(),
                                                                     FinanceSummary.id.desc()).limit(10)).all()
     recent = web_session.scalars(select(FinanceReport).order_by(FinanceReport.id.desc()).limit(10)).all()
@@ -88,7 +126,7 @@ def reports():
     funnel_end = datetime.combine(_today() + timedelta(days=1), datetime.min.time(), tz)
     funnel = dunning_funnel(web_session, funnel_end - timedelta(days=funnel_days), funnel_end)
     return render_template("finance/reports.html", form=form, summaries=summaries, reports=recent, funnel=funnel,
-                           funnel_days=funnel_days), status
+                           funnel_days=funnel_days, new_report=request.args.get("new", type=int)), status
 
 
 @bp.get("/reports/<int:report_id>/status")
