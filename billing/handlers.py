@@ -89,8 +89,8 @@ def subscription_changed(session: Session, event: dict[str, Any], window: Expiry
             return
         log.info("subscription event %s is of the stored second: applied Stripe's subscription as read now",
                  event["id"])
-    row = records.upsert_subscription(session, user.id, sub, event["created"])
-    dunning.subscription_ended(session, row, records.from_ts(event["created"]))
+    stored = records.upsert_subscription(session, user.id, sub, event["created"])
+    dunning.subscription_ended(session, stored, records.from_ts(event["created"]))
 
 
 def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
