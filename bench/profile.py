@@ -13,6 +13,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import statistics
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,8 @@ from bench.harness import Harness
 from bench.report import Report
 from bench.seed import BENCH_PASSWORD, seed_template
 from bench.web import dashboard_user
-from bench.webapp import create_bench_app
+from bench.webapp import create_bench_app, create_floor_app
+from saas.core.db import get_engine
 
 # (label, a piece of the function's file path, the function's name): cumulative time of each.
 PROBES = {
@@ -93,6 +95,31 @@ def dashboard_requests(app, email: str) -> Callable[[int], None]:
     return one
 
 
+def contact_floor_requests(floor) -> Callable[[int], None]:
+    client = floor.test_client(use_cookies=False)
+
+    def one(i: int) -> None:
+        answer = client.post("/contact-io", headers={"X-Bench-Client": f"profile-{time.time_ns()}-{i}"},
+                             data={"name": "Bench", "email": "bench@example.com", "subject": "Hello",
+                                   "message": f"Benchmark message number {i}", "submission": f"p{time.time_ns()}"})
+        assert answer.status_code == 302, answer.status_code
+
+    return one
+
+
+def dashboard_floor_requests(floor, email: str) -> Callable[[int], None]:
+    client = floor.test_client()
+    with get_engine().connect() as conn:
+        token = conn.exec_driver_sql("SELECT session_token FROM users WHERE email = %(e)s", {"e": email}).scalar_one()
+    client.set_cookie("floor_token", token)
+
+    def one(i: int) -> None:
+        answer = client.get("/dashboard-sql")
+        assert answer.status_code == 200, answer.status_code
+
+    return one
+
+
 def measure(one: Callable[[int], None], requests: int) -> tuple[float, float]:
     """Wall and CPU milliseconds per request, unprofiled."""
     for i in range(min(50, requests)):  # warm: compiled statements, pools, templates
@@ -136,21 +163,46 @@ def heaviest(stats: pstats.Stats, top: int) -> None:
     print("\n".join("    " + line for line in lines[start:] if line.strip()))
 
 
+def timing_rounds(ones: dict[str, Callable[[int], None]], requests: int, rounds: int = 5) -> None:
+    """Unprofiled CPU time per request, the kinds interleaved round by round (the machine's noise
+    then falls on all of them alike); a request and its floor give a ratio per round."""
+    cpu: dict[str, list[float]] = {kind: [] for kind in ones}
+    for _ in range(rounds):
+        for kind, one in ones.items():
+            cpu[kind].append(measure(one, requests)[1])
+    for kind, values in cpu.items():
+        print(f"== {kind}: CPU ms per request, {rounds} rounds: {', '.join(f'{v:.3f}' for v in values)} "
+              f"(median {statistics.median(values):.3f})", flush=True)
+        floor = cpu.get(f"{kind}_floor")
+        if floor:
+            ratios = [f / v for f, v in zip(floor, values, strict=True)]
+            print(f"   {kind}_floor / {kind} per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+                  f"(median {statistics.median(ratios):.2f})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--users", type=int, default=2000, help="accounts to seed (default 2000)")
     parser.add_argument("--requests", type=int, default=500, help="requests of each kind (default 500)")
     parser.add_argument("--top", type=int, default=25, help="heaviest functions to list (default 25)")
-    parser.add_argument("--only", default="contact,dashboard", help="contact, dashboard or both")
+    parser.add_argument("--only", default="contact,dashboard", help="among contact, dashboard, contact_floor, dashboard_floor "
+                        "(the floors: timing only)")
+    parser.add_argument("--timing-only", action="store_true", help="only the unprofiled timing, several rounds")
     args = parser.parse_args(argv)
     with Harness() as harness:
         seed_template(harness, Report(), args.users)
         url = harness.fresh_copy()
         app = create_bench_app()
         kinds = {"contact": lambda: contact_requests(app),
-                 "dashboard": lambda: dashboard_requests(app, dashboard_user(url))}
-        for kind in [k.strip() for k in args.only.split(",") if k.strip()]:
-            one = kinds[kind]()
+                 "dashboard": lambda: dashboard_requests(app, dashboard_user(url)),
+                 "contact_floor": lambda: contact_floor_requests(create_floor_app()),
+                 "dashboard_floor": lambda: dashboard_floor_requests(create_floor_app(), dashboard_user(url))}
+        chosen = [k.strip() for k in args.only.split(",") if k.strip()]
+        ones = {kind: kinds[kind]() for kind in chosen}
+        if args.timing_only or any(kind.endswith("_floor") for kind in chosen):
+            timing_rounds(ones, args.requests)
+            return 0
+        for kind, one in ones.items():
             wall_ms, cpu_ms = measure(one, args.requests)
             print(f"\n== {kind}: {wall_ms:.3f} ms wall, {cpu_ms:.3f} ms CPU per request "
                   f"(unprofiled, {args.requests} requests)", flush=True)

@@ -60,10 +60,17 @@ def parse_wrk(out: str) -> dict:
     return {"rps": rps, "p50": p50, "p99": p99, "errors": int(bad[1]) if bad else 0}
 
 
+# Every request of the bench, the sign-in included, carries this User-Agent, as a browser sends its
+# own on every request: Flask-Login's session protection compares it (and the address) with the
+# sign-in's, and a mismatch marks the session not fresh, so each answer would set a new cookie.
+USER_AGENT = "saas-bench"
+
+
 def run_wrk(url: str, duration: int, connections: int, script: str | None = None,
             cookie: str | None = None, workdir=None) -> dict:
     """One wrk run against `url`; with `script` (Lua), `workdir` is where the script file goes."""
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
+            "-H", f"User-Agent: {USER_AGENT}"]
     if cookie:
         args += ["-H", f"Cookie: {cookie}"]
     if script:
@@ -133,12 +140,13 @@ def session_cookie(email: str) -> tuple[str, str, int, bool, str]:
     same-queries floor), the dashboard's query count, whether the banner shows, and the page."""
     app = create_bench_app()
     client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     signed_in = client.post("/login", data={"email": email, "password": BENCH_PASSWORD})
     name = app.config["SESSION_COOKIE_NAME"]
     if signed_in.status_code != 302 or client.get_cookie(name) is None:
         raise RuntimeError(f"could not sign in as {email}: {signed_in.status_code}")
-    cookie = f"{name}={client.get_cookie(name).value}"
-    client.get("/dashboard")  # the first one may record activity
+    client.get("/dashboard")  # the first one may record activity, and puts the CSRF token in the session
+    cookie = f"{name}={client.get_cookie(name).value}"  # the session as the browser now holds it
     statements: list[str] = []
     listener = lambda conn, cursor, statement, *a: statements.append(statement)  # noqa: E731
     event.listen(get_engine(), "before_cursor_execute", listener)
@@ -148,6 +156,8 @@ def session_cookie(email: str) -> tuple[str, str, int, bool, str]:
         event.remove(get_engine(), "before_cursor_execute", listener)
     if response.status_code != 200:
         raise RuntimeError(f"dashboard answered {response.status_code} for the bench user")
+    if "Set-Cookie" in response.headers:
+        raise RuntimeError(f"the dashboard changed the bench user's session: {response.headers['Set-Cookie']}")
     with get_engine().connect() as conn:
         token = conn.exec_driver_sql("SELECT session_token FROM users WHERE email = %(e)s", {"e": email}).scalar_one()
     page = response.get_data(as_text=True)
