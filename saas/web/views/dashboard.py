@@ -85,8 +85,9 @@ def index():
     invoices = recent_invoices(web_session, user.id)
     if notice_pending:
         web_session.commit()
-    banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices)
+    update_card_url = _update_card_url()
+    banners = banners_for(user, card, subscription, app_today(), update_card_url, invoices)
     if notice_pending:
         user.deletion_cancelled_at = None
     return render_template("dashboard.html", card=card, subscription=subscription, invoices=invoices,
-                           banners=banners, update_card_url=_update_card_url())
+                           banners=banners, update_card_url=update_card_url)
