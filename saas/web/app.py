@@ -37,14 +37,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         REMEMBER_COOKIE_SECURE=settings.is_production,
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=None,
-        RATELIMIT_STORAGE_URI=settings.redis_url,
-        # No X-RateLimit-* headers: on every limited request they cost two more Redis round trips
-        # (GET and TTL of the window) after the response is built. The 429 page still says when
-        # to come back, in its text and its Retry-After header (saas.web.views.errors.too_many).
-        RATELIMIT_HEADERS_ENABLED=False,
-        # Redis down: keep limiting per process in memory rather than answer 500.
-        RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     # Any other Host header answers 400 (saas.web.hosts); every absolute link is APP_URL + a path anyway.

@@ -1,7 +1,7 @@
 """Rate limits counted before the work, atomically, so N simultaneous requests cannot pass more than the limit.
 
 Flask-Limiter's decorator with `deduct_when` tests the limit before a request and counts it after
-the response: simultaneous requests all pass the test. Here one Redis INCR (Flask-Limiter's own
+the response: simultaneous requests all pass the test. Here one Redis INCR (the `limits` library's
 storage and strategy) counts the attempt and answers whether it fits; an attempt that should not
 count (a correct sign-in) is given back. Redis down: the same limits in this process's memory,
 rather than a 500.

@@ -99,9 +99,10 @@ def index():
     invoices = recent_invoices(web_session, user.id)
     if notice_pending:
         web_session.commit()
-    banners = banners_for(user, card, subscription, app_today(), _update_card_url(), invoices, case)
+    update_card_url = _update_card_url()
+    banners = banners_for(user, card, subscription, app_today(), update_card_url, invoices, case)
     if notice_pending:
         user.deletion_cancelled_at = None
     cheapest = min(PLANS.values(), key=lambda plan: plan.amount_cents)
     return render_template("dashboard.html", card=card, subscription=subscription, invoices=invoices,
-                           banners=banners, update_card_url=_update_card_url(), cheapest=cheapest)
+                           banners=banners, update_card_url=update_card_url, cheapest=cheapest)
