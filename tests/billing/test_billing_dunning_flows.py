@@ -16,7 +16,7 @@ from billing.seed import seed_billing
 from saas.core.db import session_scope
 from saas.core.outbox import OutboxMessage
 from saas.core.queue import enqueue
-from tests.helpers import emulator_quiet, wait_until
+from tests.helpers import emulator_delivered, wait_until
 
 
 def _case(user_id: int) -> DunningCase | None:
@@ -72,7 +72,7 @@ def test_a_renewal_needing_authentication_confirmed_on_the_hosted_page_closes_th
         hosted = row.hosted_invoice_url
         first = s.scalar(select(OutboxMessage).where(OutboxMessage.user_id == user.id))
     assert first.template == "billing_payment_action_required" and first.context["confirm_url"] == hosted
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
     assert requests.post(hosted, timeout=10).status_code == 200  # the subscriber confirms on Stripe's page
     wait_until(lambda: _case(user.id).status == "recovered", "the case closed by invoice.paid")
     assert (_case(user.id).cause, case.id) == ("authentication", _case(user.id).id)
@@ -80,7 +80,7 @@ def test_a_renewal_needing_authentication_confirmed_on_the_hosted_page_closes_th
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == user.id)) == "active"
         kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.user_id == user.id)).all()
     assert sorted(kinds) == ["dunning-recovered", "payment-failed"]
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
 
 
 def test_pay_now_is_declined_until_the_card_changes_then_a_new_card_wins_the_case(
@@ -110,7 +110,7 @@ def test_pay_now_is_declined_until_the_card_changes_then_a_new_card_wins_the_cas
     with session_scope() as s:
         won = dunning.retry_open_invoice(s, s.get(type(user), user.id), "card_updated", "card-test")
     assert (won.status, won.cause) == ("recovered", "card_updated")
-    emulator_quiet(stripe_emulator)  # the invoice.paid webhook finds the case closed: nothing twice
+    emulator_delivered(stripe_emulator)  # the invoice.paid webhook finds the case closed: nothing twice
     with session_scope() as s:
         assert s.scalar(select(Subscription.status).where(Subscription.user_id == user.id)) == "active"
         thanks = s.scalars(select(OutboxMessage.idempotency_key).where(OutboxMessage.kind == "dunning-recovered")).all()
@@ -128,7 +128,7 @@ def test_the_final_action_is_applied_at_stripe(settings, stripe_emulator, celery
     case = _case(user.id)
     enqueue(tasks.apply_dunning_final_action, case_ids=[case.id])
     wait_until(lambda: _case(user.id).final_action_done_at is not None, "the final action")
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
     with session_scope() as s:
         sub = s.scalar(select(Subscription).where(Subscription.user_id == user.id))
         invoice = s.get(Invoice, case.invoice_id)
@@ -168,4 +168,4 @@ def test_the_emulator_declines_the_retry_until_the_card_changes_and_refuses_a_pa
         assert "already paid" in str(exc)
     else:
         raise AssertionError("a paid invoice must not be paid again")
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)

@@ -19,7 +19,7 @@ from saas.core.db import session_scope
 from saas.core.outbox import OutboxMessage
 from scheduled.runner import run_job
 from tests.browser.conftest import sign_in
-from tests.helpers import emulator_quiet, wait_until
+from tests.helpers import emulator_delivered, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +58,7 @@ def test_fabio_pays_now_declined_then_a_new_card_wins_him_back(settings, page, m
     assert page.evaluate("window.__stayed === true")
     shot(page, "2-pay-now-declined")
 
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
     banner.get_by_role("link", name="Update your card").click()
     page.get_by_role("button", name="Enter a new card").click()
     page.wait_for_url(re.compile(re.escape(stripe_emulator.base_url)))
@@ -77,7 +77,7 @@ def test_fabio_pays_now_declined_then_a_new_card_wins_him_back(settings, page, m
         return [m for m in mail.messages() if m["To"] == "fabio@example.com" and "you're back" in m["Subject"]]
 
     wait_until(thanked, "the thank-you email")
-    emulator_quiet(stripe_emulator)  # the payment's webhooks change nothing twice
+    emulator_delivered(stripe_emulator)  # the payment's webhooks change nothing twice
     with session_scope() as s:
         row = s.get(DunningCase, case.id)
         assert (row.status, row.cause) == ("recovered", "card_updated")
@@ -117,7 +117,7 @@ def test_the_no_login_link_works_for_its_account_only_and_not_after_the_case(set
     page.goto(f"/billing/recover/{token}")  # not signed in
     expect(page.get_by_role("heading", name=re.compile("Your payment of 29.00 USD"))).to_be_visible()
     shot(page, "6-no-login-link")
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
     page.get_by_role("button", name="Update your card").click()
     page.wait_for_url(re.compile(re.escape(stripe_emulator.base_url)))
     page.get_by_label("Card number").fill("4242 4242 4242 4242")
@@ -131,4 +131,4 @@ def test_the_no_login_link_works_for_its_account_only_and_not_after_the_case(set
         assert (s.get(DunningCase, case_id).status, s.get(DunningCase, case_id).cause) == ("recovered", "card_updated")
     assert page.goto(f"/billing/recover/{token}").status == 410  # the case ended: the link is refused
     assert page.goto("/dashboard").url.split("?")[0].endswith("/login")  # and it never signed anyone in
-    emulator_quiet(stripe_emulator)
+    emulator_delivered(stripe_emulator)
