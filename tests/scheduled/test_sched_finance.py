@@ -89,7 +89,7 @@ def test_voided_and_uncollectible_invoices_are_never_revenue(settings, make_user
     invoice(a.id, status="open", amount_cents=7000, first_failed_at=utc(2025, 5, 31, 1))
     tz = settings.tz
     [(key, row)] = figures_between(session, date(2025, 5, 31), date(2025, 6, 1), tz).items()
-    assert key == (date(2025, 5, 31), "usd") and (row["revenue"], row["invoices_paid"]) == (1200, 2)
+    assert key == (date(2025, 5, 31), "usd") and (row["revenue_cents"], row["invoices_paid"]) == (1200, 2)
     usd = figures(session, date(2025, 5, 31), date(2025, 5, 31), date(2025, 6, 1), tz)["currencies"]["usd"]
     assert (usd["recovered_payments"], usd["recovered_amount_cents"]) == (1, 200)
     assert (usd["failed_payments"], usd["failed_amount_cents"]) == (1, 7000)  # failures of the day, whatever came after
