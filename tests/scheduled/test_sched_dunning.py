@@ -185,14 +185,14 @@ def test_reminder_email_says_amount_what_next_and_when_with_the_link(settings, m
         message = s.scalar(select(OutboxMessage).where(OutboxMessage.kind == "dunning"))
         text = render_email(message.template, message.context)
     assert "29.00 USD" in text.text
-    assert "2026-03-09" in text.text and "2026-03-16" in text.text  # the next reminder, the cancellation
+    assert "9 March 2026" in text.text and "16 March 2026" in text.text  # the next reminder, the cancellation
     assert f"{settings.app_url}/billing/recover/tok-{case.invoice_id}" in text.text
     assert "Reminder" in text.subject
     run_at(settings, OPENED + timedelta(days=7, hours=1))
     with session_scope() as s:
         second = s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"dunning:{case.id}:2"))
         subject = render_email(second.template, second.context).subject
-    assert "Action needed" in subject and "cancelled on 2026-03-16" in subject  # the tone escalates
+    assert "Action needed" in subject and "cancelled on 16 March 2026" in subject  # the tone escalates
 
 
 def test_paused_and_written_off_cases_are_not_advanced(settings, make_case):
