@@ -14,6 +14,20 @@ from tests import factories
 from tests.helpers import PASSWORD, SECRET_KEY
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Refuse a Celery task object at a test module's top level (`from x.tasks import some_task`): pytest's
+    collection looks at every module attribute, which evaluates the task's proxy before the app is
+    configured, and from then on the in-process test worker never starts (the suite hangs in the next
+    test that asks for `celery_worker`). Import the module instead (`from scheduled import tasks`)."""
+    from celery.local import Proxy
+
+    for module in {item.module for item in items if getattr(item, "module", None) is not None}:
+        for name, value in vars(module).items():
+            if isinstance(type(value), type) and issubclass(type(value), Proxy):  # type(): no evaluation
+                raise pytest.UsageError(f"{module.__name__} holds the Celery task {name!r} at module level: "
+                                        "import its module instead (see tests/conftest.py)")
+
+
 @pytest.fixture(scope="session")
 def services():
     """Start (or reuse TEST_DATABASE_URL / TEST_REDIS_URL) the real parts and point settings at them."""

@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from saas.core.outbox.delivery import deliver_outbox
+from saas.core.outbox import delivery  # the module: a task proxy at module level breaks the test worker
 from saas.core.queue import app as celery_app
 from saas.core.settings import ROOT
 from saas.dev.embedded import die_with_parent, free_port
@@ -62,13 +62,13 @@ def test_flower_shows_a_task_the_worker_ran(cluster):
     assert requests.get(f"{base}/api/tasks", timeout=10).status_code == 401  # never without the login
 
     def succeeded() -> dict | None:
-        tasks = requests.get(f"{base}/api/tasks", auth=LOGIN, params={"taskname": deliver_outbox.name},
+        tasks = requests.get(f"{base}/api/tasks", auth=LOGIN, params={"taskname": delivery.deliver_outbox.name},
                              timeout=10).json()
         return next((t for t in tasks.values() if t["state"] == "SUCCESS"), None)
 
     def queue_one_and_look() -> dict | None:
         # Flower hears events from the moment its receiver is up: queue a task until one is seen.
-        subprocess.run([sys.executable, "-m", "celery", "-A", "scheduled", "call", deliver_outbox.name],
+        subprocess.run([sys.executable, "-m", "celery", "-A", "scheduled", "call", delivery.deliver_outbox.name],
                        env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
         try:
             return wait_until(succeeded, "the task in flower", timeout=10)
@@ -76,6 +76,6 @@ def test_flower_shows_a_task_the_worker_ran(cluster):
             return None
 
     task = wait_until(queue_one_and_look, "flower to report a task the worker ran", timeout=150)
-    assert task["name"] == deliver_outbox.name and task["worker"].startswith("celery@")
+    assert task["name"] == delivery.deliver_outbox.name and task["worker"].startswith("celery@")
     info = requests.get(f"{base}/api/task/info/{task['uuid']}", auth=LOGIN, timeout=10).json()
     assert info["state"] == "SUCCESS" and info["received"] and info["succeeded"]
