@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -282,6 +282,11 @@ def write_off(session: Session, case: DunningCase, at: datetime, note: str) -> N
 
 
 # Repair (the reconcile job) -----------------------------------------------------------------------------
+def open_case_count(session: Session) -> int:
+    """Cases still being worked (open or paused), for the admin's landing page."""
+    return session.scalar(select(func.count()).where(DunningCase.status.in_(("open", "paused")))) or 0
+
+
 def sync_cases(session: Session, user_ids: list[int] | None = None, limit: int = 5000) -> dict[str, int]:
     """Open and close cases from the invoice and subscription rows, for a webhook that was lost: an open,
     failed invoice of a past_due subscription without a case gets one (and its step-0 email, unless sent);

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import gateway
+from billing import dunning, gateway
 from billing.expiry import ExpiryWindow
 from billing.reconcile import check_customer, recover_event, requeue_stuck, unseen
 from saas.core.models import User
@@ -119,6 +119,9 @@ def _compare_customers(session: Session, ctx: RunContext, window: ExpiryWindow) 
             repaired += len(check.repairs)
             if ctx.dry_run:
                 ctx.note("would_repair", check.repairs)
+        if not ctx.dry_run:  # the repaired rows may open or close dunning cases whose webhook was lost
+            cases = dunning.sync_cases(session, user_ids=[user.id for user in users])
+            _count(ctx, dunning_cases_opened=cases["opened"], dunning_cases_closed=cases["recovered"] + cases["closed"])
         _count(ctx, objects_compared=compared, objects_repaired=repaired)
         ctx.batch_done(session, name="customer_cursor", cursor=users[-1].id, scanned=compared, changed=repaired)
 

@@ -4,11 +4,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from billing.models import DunningCase
 from saas.core.db import session_scope
 from saas.core.models import User
 from saas.core.outbox import OutboxMessage
 from scheduled.dormancy import purge_approved
 from scheduled.ledger import FIRST_START_SKIP, record_skipped
+from tests import factories
+from tests.factories import add
 from tests.web.helpers import add_subscription
 from tests.web.test_admin import NOW, _outbox, audit_rows, dormant, get_user
 
@@ -26,6 +29,11 @@ def _count(page: str, key: str) -> str:
 
 
 def test_landing_page_counts_what_needs_attention_with_links(client, admin, make_user):
+    fabio = make_user(email="fabio@example.com")  # three days into dunning
+    sub = factories.subscription(fabio.id, status="past_due")
+    invoice_id = factories.invoice(fabio.id, status="open", subscription_id=sub.id, first_failed_at=NOW - timedelta(days=3)).id
+    add(DunningCase, user_id=fabio.id, subscription_id=sub.id, invoice_id=invoice_id, amount_cents=2900,
+        mrr_cents=2900, opened_at=NOW - timedelta(days=3), link_token="tok-fabio")
     dormant(make_user, "dario@example.com")
     protected = dormant(make_user, "elena@example.com")
     add_subscription(protected.id, status="active")
@@ -39,7 +47,8 @@ def test_landing_page_counts_what_needs_attention_with_links(client, admin, make
     page = client.get("/admin").get_data(as_text=True)
     assert _count(page, "dormant") == "1"  # dario: not elena (protected) nor the exempted one
     assert _count(page, "failed-emails") == "1" and _count(page, "stale-emails") == "1"
-    assert _count(page, "job-runs") == "1"
+    assert _count(page, "job-runs") == "1" and _count(page, "dunning") == "1"
+    assert 'href="/admin/dunning"' in page
     assert 'href="/admin/dormant?protected=no"' in page and 'href="/admin/outbox?status=failed"' in page
     assert 'href="/admin/jobs"' in page
 

@@ -1,8 +1,7 @@
 """The admin landing page's list of what needs attention: one provider per kind of trouble.
 
 Each provider returns an Attention (a count, what it means, where to act) or None when it does
-not apply. Add a provider to PROVIDERS to put a new kind on the page (open dunning cases, once
-/admin/dunning exists, go here).
+not apply. Add a provider to PROVIDERS to put a new kind on the page.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from datetime import datetime
 from flask import url_for
 from sqlalchemy.orm import Session
 
+from billing.dunning import open_case_count
 from scheduled import attention
 from scheduled.dormancy import awaiting_review
 
@@ -53,7 +53,12 @@ def job_runs(session: Session, now: datetime) -> Attention:
                      url_for("admin.jobs"), f"In the last {days} days.")
 
 
-PROVIDERS: list[Provider] = [dormant_accounts, failed_emails, stale_emails, job_runs]
+def dunning_cases(session: Session, now: datetime) -> Attention:
+    return Attention("dunning", "Open dunning cases", open_case_count(session), url_for("admin.dunning_cases"),
+                     "Failed renewals being won back: pause a case or write it off there.")
+
+
+PROVIDERS: list[Provider] = [dormant_accounts, dunning_cases, failed_emails, stale_emails, job_runs]
 
 
 def attention_items(session: Session, now: datetime) -> list[Attention]:
