@@ -70,6 +70,15 @@ def test_login_ignores_offsite_next(client, make_user):
     assert response.location.endswith("/dashboard")
 
 
+@pytest.mark.parametrize("role, home", [("subscriber", "/dashboard"), ("admin", "/admin"), ("finance", "/finance")])
+def test_sign_in_lands_on_the_roles_home_unless_next_says_otherwise(client, make_user, role, home):
+    make_user(email="staff@example.com", role=role)
+    form = {"email": "staff@example.com", "password": PASSWORD}
+    assert client.post("/login", data=form).location == home
+    client.post("/logout")
+    assert client.post("/login?next=/billing", data=form).location == "/billing"
+
+
 def test_change_password_signs_out_other_sessions(app, make_user):
     make_user(email="ana@example.com")
     first, second = app.test_client(), app.test_client()

@@ -39,15 +39,23 @@ def is_local_path(target: str | None) -> bool:
                 and not any(ord(ch) < 32 or ord(ch) == 127 for ch in target))
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths; anything else goes to the dashboard.
+# Where a sign-in lands without a `next`: staff start on the page of their work, not on a subscriber's dashboard.
+HOME_BY_ROLE = {"admin": "admin.index", "finance": "finance.overview"}
+
+
+def home_for(user) -> str:
+    return url_for(HOME_BY_ROLE.get(user.role, "dashboard.index"))
+
+
+def _safe_next(target: str | None, user=None) -> str:
+    """Only same-site relative paths; anything else goes to the user's home (home_for).
 
     Browsers read a backslash as a slash and drop tabs and line breaks (so a backslash or a tab
     after the first slash leaves the site): neither is allowed anywhere in the path.
     """
     if is_local_path(target):
         return target
-    return url_for("dashboard.index")
+    return home_for(user) if user is not None else url_for("dashboard.index")
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -92,7 +100,7 @@ def login():
             web_session.commit()
             session.clear()  # a new session, with a new CSRF secret, for the signed-in user
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(_safe_next(request.args.get("next"), user))
         form.password.errors.append("Wrong email or password.")
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
