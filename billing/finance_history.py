@@ -3,6 +3,10 @@
 MRR at a month's end is today's MRR less the net movements recorded since that month ended, so
 the curve ends exactly on the summary's MRR. Movements are mrr_movements summed per local month
 and kind (signed: contraction and churn are negative).
+
+Recovered MRR (the subscriptions' MRR whose failed renewal dunning won back, by the month the case
+closed) stands beside the movements, not among them: a past-due subscription's MRR never left the
+total, so winning it back moves nothing; it is the churn that did not happen.
 """
 from __future__ import annotations
 
@@ -13,12 +17,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.orm import Session
 
-from billing.models import MrrMovement, Subscription
+from billing.models import DunningCase, MrrMovement, Subscription
 from billing.plans import monthly_cents_sql
 
 PAYING = ("active", "past_due")
-# Gains first, then losses: the order of the chart's stacks and the table's columns. "recovered"
-# (MRR that dunning won back) joins them once dunning records its recoveries.
+# Gains first, then losses: the order of the chart's stacks and the table's columns.
 MOVEMENT_KINDS = ("new", "expansion", "reactivation", "contraction", "churn")
 
 
@@ -27,6 +30,7 @@ class Month:
     start: date
     mrr_cents: int = 0  # at the month's end (today, for the current month)
     movements: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MOVEMENT_KINDS, 0))
+    recovered_cents: int = 0  # won back by dunning in the month (not a movement: see the module's docstring)
 
     @property
     def net_cents(self) -> int:
@@ -67,6 +71,14 @@ def mrr_history(session: Session, today: date, tz: ZoneInfo, months: int = 12) -
     ):
         if month in of(cur):
             of(cur)[month].movements[kind] = int(delta)
+    closed_month = cast(func.date_trunc("month", func.timezone(tz.key, DunningCase.closed_at)), Date)
+    for month, cur, recovered in session.execute(
+        select(closed_month, DunningCase.currency, func.sum(DunningCase.mrr_cents))
+        .where(DunningCase.status == "recovered", DunningCase.closed_at >= since)
+        .group_by(closed_month, DunningCase.currency)
+    ):
+        if month in of(cur):
+            of(cur)[month].recovered_cents = int(recovered or 0)
     result: dict[str, list[Month]] = {}
     for cur, by_month in sorted(history.items()):
         ordered = [by_month[s] for s in starts]

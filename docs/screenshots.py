@@ -96,7 +96,7 @@ def photograph(base_url: str) -> list[Path]:
                 page.get_by_label("Email").fill(email)
                 page.get_by_label("Password").fill(DEV_PASSWORD)
                 page.get_by_role("button", name="Sign in").click()
-                page.wait_for_url("**/dashboard")
+                page.wait_for_url(lambda url: not url.split("?")[0].endswith("/login"))  # the role's home
             page.goto(path)
             page.wait_for_load_state("networkidle") if path != "/finance/reports" else page.wait_for_timeout(500)
             target = OUT / name

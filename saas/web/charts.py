@@ -14,7 +14,7 @@ WIDTH, HEIGHT = 720, 260
 NARROW = 360  # a second drawing for phones (CSS shows one): the same 12px labels, every third month named
 LEFT, RIGHT, TOP, BOTTOM = 88, 12, 14, 30  # room for the axis labels
 KIND_LABELS = {"new": "New", "expansion": "Expansion", "reactivation": "Reactivation",
-               "contraction": "Contraction", "churn": "Churn"}
+               "contraction": "Contraction", "churn": "Churn", "recovered": "Recovered"}
 
 
 @dataclass
@@ -89,9 +89,10 @@ def mrr_chart(months: list[Month], currency: str, width: int = WIDTH) -> Chart:
 
 
 def movements_chart(months: list[Month], currency: str, width: int = WIDTH) -> Chart:
-    """Each month's movements as stacked bars: gains above the zero line, losses below."""
+    """Each month's movements as stacked bars: gains above the zero line, losses below; beside them, a
+    narrower bar of the MRR dunning recovered (not a movement: it never left the total)."""
     chart = Chart(width=width)
-    gains = [sum(v for v in m.movements.values() if v > 0) for m in months]
+    gains = [max(sum(v for v in m.movements.values() if v > 0), m.recovered_cents) for m in months]
     losses = [sum(v for v in m.movements.values() if v < 0) for m in months]
     y = _scale(min(losses, default=0), max(gains, default=0), currency, chart)
     xs = _x_positions(len(months), width)
@@ -111,5 +112,10 @@ def movements_chart(months: list[Month], currency: str, width: int = WIDTH) -> C
                 up += value
             else:
                 down += value
+        if m.recovered_cents:
+            chart.bars.append({"x": round(x + bar / 2, 1), "width": round(bar / 3, 1), "y": y(m.recovered_cents),
+                               "height": round(y(0) - y(m.recovered_cents), 1), "kind": "recovered",
+                               "title": f"{_month_label(m, True)}, recovered by dunning: "
+                                        f"{money(m.recovered_cents, currency)}"})
     chart.x_labels = _labels(xs, months, width)
     return chart

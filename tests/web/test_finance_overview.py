@@ -5,7 +5,7 @@ import pytest
 
 from billing.finance import FinanceSummary
 from billing.finance_history import month_starts, mrr_history
-from billing.models import MrrMovement
+from billing.models import DunningCase, MrrMovement
 from saas.core.db import session_scope
 from tests.web.helpers import add_subscription
 from tests.web.test_finance import add_report
@@ -36,6 +36,19 @@ def test_mrr_history_ends_on_todays_mrr_and_steps_back_by_the_movements(settings
     assert months[-1].mrr_cents == 5000 and months[-1].movements["expansion"] == 2000
     assert months[-2].mrr_cents == 3000 and months[-2].movements["new"] == 3000
     assert months[-3].mrr_cents == 0
+
+
+def test_mrr_dunning_recovered_stands_beside_the_movements(client, finance, settings, make_user, add, today):
+    user = make_user()
+    add_subscription(user.id, amount_cents=2900)
+    add(DunningCase, user_id=user.id, amount_cents=2900, mrr_cents=2900, status="recovered", cause="card_updated", link_token="tok-recovered",
+        opened_at=datetime.now(UTC) - timedelta(minutes=10), closed_at=datetime.now(UTC) - timedelta(seconds=5))
+    with session_scope() as s:
+        months = mrr_history(s, today, settings.tz)["usd"]
+    assert months[-1].recovered_cents == 2900 and months[-1].net_cents == 0  # won back: no movement of MRR
+    page = client.get("/finance").get_data(as_text=True)
+    assert "Recovered MRR" in page and "Recovered by dunning (not in net)" in page
+    assert 'class="bar bar-recovered"' in page  # its bar, beside the month's movements
 
 
 def test_overview_shows_charts_tables_and_figures_against_last_month(client, finance, make_user):
