@@ -56,8 +56,9 @@ class Cluster:
             "REDIS_URL": self.redis_url, "SMTP_URL": self.sink.url, "DEV_MAILDIR": str(self.sink.maildir_path),
             TEST_CLOCK_ENV: str(self.clock_file), "CHAOS_VISIBILITY_TIMEOUT": str(visibility_timeout),
             "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-            # The cluster has no Stripe: reconcile-stripe is given a cron that never fires (February 30th).
-            "SCHEDULE_RECONCILE_STRIPE": "0 0 30 2 *", **(extra_env or {}),
+            # The cluster has no Stripe: reconcile-stripe is given a leap-day cron, which no test month here
+            # reaches (Celery refuses a cron that never fires, such as February 30th).
+            "SCHEDULE_RECONCILE_STRIPE": "0 0 29 2 *", **(extra_env or {}),
         }
 
     @property

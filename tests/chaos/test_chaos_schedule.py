@@ -106,6 +106,18 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
             cluster.start(name, "beat")
         for name in WORKERS:
             cluster.start(name, "worker")
+        # The month starts once the leading beat has looked at day 0 (its fresh-install baseline is in
+        # the ledger): on a loaded machine a beat can take longer than one step to start, and day 1
+        # would then be recorded as baseline too. Waiting for it keeps the test off timing luck.
+        early = Settings.from_env(cluster.env)
+        baseline = {job for job, cron in early.schedules.items()
+                    if slots_between(cron, early.tz, START - early.catchup_window, START)}
+
+        def beat_has_looked() -> bool:
+            with session_scope() as s:
+                return baseline <= set(s.scalars(select(JobRun.job).where(JobRun.slot <= START).distinct()))
+
+        assert wait_until(beat_has_looked, timeout=120), "no beat recorded the day-0 baseline in 120 s"
         redis_crash_step = STEPS // 2
         for step in range(1, STEPS + 1):
             kill_at = rng.uniform(0, STEP_SECONDS)
