@@ -211,7 +211,11 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
         for slot in slots:
             # Slots before the first start are the fresh-install baseline; every later one ran.
             assert statuses[(job, slot)] == ("skipped" if slot <= START else "succeeded"), (job, slot)
-    assert duplicates == 0 and lost == 0
+    # No email is lost. A second copy can only come from a worker killed between the SMTP server's
+    # acceptance and the row's `sent` (docs/reliability.md, "What the suite does not prove"): it carries
+    # the same Message-ID (counted per Message-ID here), so a receiver drops it, and there is at most
+    # one such copy per worker kill. Asserting none would make the test pass by timing luck.
+    assert lost == 0 and duplicates <= kills["worker"], (duplicates, kills)
     assert set(sink) == sent_ids
     assert wrong_flags == 0
     assert flagged_keys <= {key for _i, _s, key in outbox}
