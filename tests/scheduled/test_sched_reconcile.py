@@ -40,8 +40,8 @@ def slot(settings):
 
 
 def baseline(settings, slot):
-    """A run two days before `slot` that takes in every event the emulator holds from earlier tests."""
-    run = run_job(JOB, settings, slot - timedelta(days=2), now=slot - timedelta(days=2), explicit=True)
+    """A run eight days before `slot` (before any day the tests run: the drift test picks one of the 7 before `slot`) that takes in every event the emulator holds from earlier tests."""
+    run = run_job(JOB, settings, slot - timedelta(days=8), now=slot - timedelta(days=8), explicit=True)
     assert run is not None and run.status == "succeeded", run and run.error
     return run
 
