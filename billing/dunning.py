@@ -233,6 +233,8 @@ def apply_final_action(session: Session, case: DunningCase) -> bool:
     subscription's status: its own "mark unpaid" rule does that when its retries run out)."""
     if case.final_action_done_at is not None or case.status != "lost":
         return False
+    if case.user_id is not None:
+        records.lock_account(session, case.user_id)  # before the call: its answer is then the newest (records)
     sub = session.get(Subscription, case.subscription_id, with_for_update=True) if case.subscription_id else None
     invoice = session.get(Invoice, case.invoice_id) if case.invoice_id else None
     started = int(utcnow().timestamp()) - 1
@@ -243,7 +245,7 @@ def apply_final_action(session: Session, case: DunningCase) -> bool:
         except gateway.NotFound:
             obj = None
         if obj is not None and user is not None:
-            records.upsert_subscription(session, user.id, obj, obj.get("ended_at") or started)
+            records.store_subscription_answer(session, user.id, obj)
     elif case.final_action == "mark_unpaid":
         if invoice is not None and invoice.status == "open":
             try:

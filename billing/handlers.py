@@ -65,32 +65,35 @@ def checkout_completed(session: Session, event: dict[str, Any], window: ExpiryWi
         sync_checkout_session(session, user, checkout["id"], window)
 
 
-# Our own writes carry records.before_stripe_call(): the call's second less one. An event whose second is
-# the stored one or the next cannot be ordered against the row by its `created`.
-UNORDERED_SECONDS = 1
-
-
 def subscription_changed(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:
-    """The row follows the event's subscription; when the event's second cannot be ordered against
-    the row's (a late event of the very second of a cancel, say), it follows Stripe's subscription
-    as it is now instead, read again, so a stale payload can never undo a newer change."""
+    """The row follows the event's subscription. Under the account's lock, so that no subscriber action
+    (which takes it before calling Stripe) interleaves: a payload newer than the row's stamp is applied;
+    one of the stamp's second or earlier cannot be ordered against the row by `created` (a late event of
+    the very second of a cancel, say), so Stripe's subscription is read again and that is applied."""
     sub = event["data"]["object"]
     user = records.user_for_customer(session, sub.get("customer"))
     if user is None:
         return
+    records.lock_account(session, user.id)
     row = session.execute(select(Subscription.stripe_event_created, Subscription.status)
                           .where(Subscription.stripe_subscription_id == sub["id"])).first()
-    if row is not None and row.status != "canceled" and (  # canceled is final: nothing to read
-            row.stripe_event_created <= event["created"] <= row.stripe_event_created + UNORDERED_SECONDS):
+    if row is not None and row.status != "canceled" and not payload_is_newer(row.stripe_event_created, event):
         try:
-            sub = gateway.retrieve_subscription(sub["id"])
+            fresh = gateway.retrieve_subscription(sub["id"])
         except gateway.NotFound:  # Stripe keeps canceled subscriptions: this is another account's
             log.warning("subscription %s of event %s not found at Stripe", sub["id"], event["id"])
             return
-        log.info("subscription event %s is of the stored second: applied Stripe's subscription as read now",
+        log.info("subscription event %s is not newer than the row: applied Stripe's subscription as read now",
                  event["id"])
-    stored = records.upsert_subscription(session, user.id, sub, event["created"])
+        stored = records.store_subscription_answer(session, user.id, fresh)
+    else:  # canceled is final at Stripe: the payload is all there is to apply (upsert keeps it canceled)
+        stored = records.upsert_subscription(session, user.id, sub, event["created"])
     dunning.subscription_ended(session, stored, records.from_ts(event["created"]))
+
+
+def payload_is_newer(stamp: int, event: dict[str, Any]) -> bool:
+    """Whether the event was created after the second the row is stamped with (records.answer_stamp)."""
+    return event["created"] > stamp
 
 
 def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) -> None:

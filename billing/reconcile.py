@@ -89,6 +89,7 @@ def check_customer(session: Session, user: User, window: ExpiryWindow) -> Custom
     customer_id = user.stripe_customer_id
     if customer_id is None:
         return check
+    records.lock_account(session, user.id)  # before the reads: no subscriber action interleaves (records)
     read_at = records.before_stripe_call()
     try:
         customer = gateway.retrieve_customer(customer_id)
@@ -105,7 +106,7 @@ def check_customer(session: Session, user: User, window: ExpiryWindow) -> Custom
         check.compared += 1
         row = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == obj["id"]))
         if row is None:
-            records.upsert_subscription(session, user.id, obj, read_at)
+            records.store_subscription_answer(session, user.id, obj)
             _repaired(session, user, check, "subscription", obj["id"], {"row": [None, "created"]})
         elif drift := records.repair_subscription(session, row, obj, read_at):
             _repaired(session, user, check, "subscription", obj["id"], drift)

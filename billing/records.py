@@ -121,9 +121,34 @@ def before_stripe_call() -> int:
     return int(time.time()) - 1
 
 
+# How far Stripe's clock may run ahead of ours, in seconds: an answer read at our second t is stamped
+# t + CLOCK_SLACK, and an event of that second or earlier cannot be ordered against it by `created`.
+CLOCK_SLACK = 1
+
+
+def answer_stamp() -> int:
+    """The stamp of a row written from a Stripe answer just received: no event created after it can be
+    older than the answer (see CLOCK_SLACK)."""
+    return int(time.time()) + CLOCK_SLACK
+
+
 def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int) -> Subscription:
-    """Mirror a Stripe subscription; an event older than the last applied one changes nothing,
-    and a canceled subscription stays canceled (Stripe never revives one)."""
+    """Mirror a subscription from an event's payload (`created`: the event's second); an event older than
+    the last applied one changes nothing, and a canceled subscription stays canceled (Stripe never revives
+    one). A payload of the stored second or earlier is not applied: handlers read Stripe again for it."""
+    return _upsert_subscription(session, user_id, obj, created, answer=False)
+
+
+def store_subscription_answer(session: Session, user_id: int, obj: dict[str, Any]) -> Subscription:
+    """Mirror a subscription as Stripe answered a call or a read made under the account's lock
+    (lock_account before the call): that answer is newer than every row written before the lock was
+    taken, so it is applied whatever the row's stamp (canceled still stays canceled), and stamped
+    answer_stamp()."""
+    return _upsert_subscription(session, user_id, obj, answer_stamp(), answer=True)
+
+
+def _upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], created: int,
+                         answer: bool) -> Subscription:
     lock_account(session, user_id)
     values = subscription_values(obj)
     new_id = session.execute(
@@ -133,16 +158,16 @@ def upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cre
     ).scalar_one_or_none()
     sub = session.scalars(select(Subscription).where(Subscription.stripe_subscription_id == obj["id"])
                           .with_for_update().execution_options(populate_existing=True)).one()
-    at = from_ts(created) or utcnow()
+    at = utcnow() if answer else from_ts(created) or utcnow()
     if new_id is not None:
         record_mrr_change(session, sub, 0, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
         return sub
-    if created < sub.stripe_event_created or (sub.status == "canceled" and obj["status"] != "canceled"):
+    if (not answer and created < sub.stripe_event_created) or (sub.status == "canceled" and obj["status"] != "canceled"):
         return sub
     before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
     for name, value in values.items():
         setattr(sub, name, value)
-    sub.stripe_event_created = created
+    sub.stripe_event_created = max(sub.stripe_event_created, created)
     session.flush()
     record_mrr_change(session, sub, before, subscription_mrr(sub.status, sub.amount_cents, sub.interval), at)
     return sub

@@ -85,6 +85,7 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
     plan = PLANS.get(plan_key)
     if plan is None:
         raise BillingError("That plan does not exist.")
+    records.lock_account(session, user.id)  # before the call: its answer is then the newest (records)
     live = current_subscription(session, user.id)
     if live is not None and live.status in (*LIVE_STATUSES, "paused"):
         raise BillingError("You already have a subscription.")
@@ -97,7 +98,7 @@ def subscribe(session: Session, user: User, plan_key: str, attempt: str) -> Subs
         log.error("plan %s has no active price in Stripe: run `saas stripe sync-plans`", plan.key)
         raise BillingError("That plan cannot be bought just now. Please try again later.") from None
     obj = gateway.create_subscription(user.stripe_customer_id, price["id"], attempt)
-    sub = records.upsert_subscription(session, user.id, obj, started)
+    sub = records.store_subscription_answer(session, user.id, obj)
     if isinstance(obj.get("latest_invoice"), dict):
         records.upsert_invoice(session, user, obj["latest_invoice"], started)
     return sub
@@ -108,15 +109,15 @@ def set_cancel_at_period_end(session: Session, user: User, cancel: bool, attempt
     """Cancel at the end of the paid period (cancel=True) or take that back (cancel=False). A cancellation's
     reason (one of CANCEL_REASONS) and comment go to Stripe's cancellation_details and stay on our row for
     finance; resuming clears them."""
+    records.lock_account(session, user.id)  # before the call: its answer is then the newest (records)
     sub = current_subscription(session, user.id)
     if sub is None or sub.status not in ("active", "trialing", "past_due"):
         raise BillingError("You have no active subscription.")
     if reason is not None and reason not in CANCEL_REASONS:
         raise BillingError("Choose one of the reasons listed.")
     comment = (comment or "").strip()[:CANCEL_COMMENT_MAX] or None
-    started = records.before_stripe_call()
     obj = gateway.set_cancel_at_period_end(sub.stripe_subscription_id, cancel, attempt, reason, comment)
-    sub = records.upsert_subscription(session, user.id, obj, started)
+    sub = records.store_subscription_answer(session, user.id, obj)
     sub.cancel_reason, sub.cancel_comment = (reason, comment) if cancel else (None, None)
     return sub
 
@@ -174,13 +175,14 @@ def change_plan(session: Session, user: User, plan_key: str, price_id: str, pror
     """Move the subscription to the previewed plan at the preview's proration date: the prorations are
     invoiced and charged at once (a declined card changes nothing). The subscription, and the change's
     invoice as Stripe returned it."""
+    records.lock_account(session, user.id)  # before the calls: their answer is then the newest (records)
     sub, plan = _changeable(session, user, plan_key)
     if _current_price(plan)["id"] != price_id:
         raise BillingError("The price of that plan changed since you looked. Please preview the change again.")
     item = gateway.retrieve_subscription(sub.stripe_subscription_id)["items"]["data"][0]
     started = records.before_stripe_call()
     obj = gateway.change_price(sub.stripe_subscription_id, item["id"], price_id, proration_date, attempt)
-    sub = records.upsert_subscription(session, user.id, obj, started)
+    sub = records.store_subscription_answer(session, user.id, obj)
     latest = obj.get("latest_invoice")
     invoice: dict[str, Any] = latest if isinstance(latest, dict) else {}
     if invoice:

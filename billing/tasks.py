@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from billing import dunning, gateway, handlers, progress, subscriptions
+from billing import dunning, gateway, handlers, progress, records, subscriptions
 from billing.expiry import ExpiryWindow
 from billing.models import DunningCase, StripeEvent
 from billing.plans import label_for
@@ -138,8 +138,11 @@ def apply_dunning_final_action(self, case_ids: list[int]) -> None:
     for case_id in case_ids:
         try:
             with session_scope() as session:
-                case = session.get(DunningCase, case_id, with_for_update=True)
+                case = session.get(DunningCase, case_id)
+                if case is not None and case.user_id is not None:  # the account's lock first, as webhooks take it
+                    records.lock_account(session, case.user_id)
                 if case is not None:
+                    session.refresh(case, with_for_update=True)
                     dunning.apply_final_action(session, case)
         except gateway.GatewayError as exc:
             log.warning("final action of dunning case %s failed: %r", case_id, exc)

@@ -44,8 +44,8 @@ def services():
         rd = start_redis(workdir / "redis", free_port(), persist=False)
         started.append(rd)
         redis_url = rd.url
-    sink = MailSink(workdir / "mail", free_port()).start()
-    os.environ.update(
+    sink = MailSink(workdir / "mail", free_port())
+    os.environ.update(  # before the sink's thread starts: setenv() beside a thread reading the environment crashes
         SAAS_ENV="test", DATABASE_URL=db_url, REDIS_URL=redis_url, SMTP_URL=sink.url,
         DEV_MAILDIR=str(sink.maildir_path), APP_URL="http://127.0.0.1:5000",
         SECRET_KEY=SECRET_KEY, FINANCE_EMAILS="finance@example.com",
@@ -54,6 +54,7 @@ def services():
         # (a webhook handler then does without what it asked), never calls Stripe itself.
         STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}",
     )
+    sink.start()
     from saas.core import runtime
     from saas.core.db import reset_engines
     from saas.core.migrate import upgrade

@@ -32,7 +32,7 @@ JOB = "reconcile-stripe"
 RETENTION = timedelta(days=30)  # Stripe lists the events of the past 30 days only
 SLICES = 7  # every customer once a week
 PAGE = 100  # events per lookup, and per committed batch of recovered events
-CUSTOMER_BATCH = 50  # customers per committed batch (each is three or four Stripe reads)
+CUSTOMER_BATCH = 20  # customers per committed batch (each is three or four Stripe reads, under its account lock)
 STUCK_AFTER = timedelta(minutes=15)  # a stored event still unprocessed this long after arriving lost its task
 COUNTS = ("events_seen", "events_recovered", "objects_compared", "objects_repaired")
 
