@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing.expiry import ExpiryWindow
-from billing.models import Card, Invoice, MrrMovement, Subscription
+from billing.models import Card, DunningCase, Invoice, MrrMovement, Subscription
 from billing.plans import PLANS, monthly_cents, plan_for_price
 from saas.core.db import utcnow
 from saas.core.models import User
@@ -164,6 +164,7 @@ def _upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cr
         return sub
     if (not answer and created < sub.stripe_event_created) or (sub.status == "canceled" and obj["status"] != "canceled"):
         return sub
+    values["status"] = held_status(session, sub, values["status"])
     before = subscription_mrr(sub.status, sub.amount_cents, sub.interval)
     for name, value in values.items():
         setattr(sub, name, value)
@@ -173,12 +174,28 @@ def _upsert_subscription(session: Session, user_id: int, obj: dict[str, Any], cr
     return sub
 
 
+def held_status(session: Session, sub: Subscription, stripe_status: str) -> str:
+    """The status our row keeps when Stripe says `stripe_status`. DUNNING_FINAL_ACTION=mark_unpaid makes a
+    subscription unpaid here, but Stripe's API has no call that sets a subscription's status (only the
+    account's "after all retries fail" setting does), so Stripe goes on saying past_due: while a lost case of
+    the subscription has its final action done and its invoice unpaid, past_due stays unpaid. Whatever else
+    Stripe says (active after a payment, unpaid, canceled) is applied."""
+    if stripe_status != "past_due" or sub.id is None:
+        return stripe_status
+    held = session.scalar(select(exists().where(
+        DunningCase.subscription_id == sub.id, DunningCase.status == "lost", DunningCase.final_action == "mark_unpaid",
+        DunningCase.final_action_done_at.is_not(None), DunningCase.invoice_id == Invoice.id,
+        Invoice.status.in_(("open", "uncollectible")))))
+    return "unpaid" if held else stripe_status
+
+
 def repair_subscription(session: Session, sub: Subscription, obj: dict[str, Any], read_at: int) -> dict[str, list[Any]]:
     """Make our row what Stripe says now (read at `read_at`, see before_stripe_call), whatever events
     said before; the fields that differed as {name: [ours, Stripe's]} (empty: nothing to repair)."""
     lock_account(session, sub.user_id)
     session.refresh(sub, with_for_update=True)
     values = subscription_values(obj)
+    values["status"] = held_status(session, sub, values["status"])
     drift = {name: [getattr(sub, name), value] for name, value in values.items() if getattr(sub, name) != value}
     if not drift:
         return {}

@@ -3,13 +3,15 @@ authentication confirmed on the hosted page closes the case; Pay now with the ca
 declining fails with the reason, then the case is won by a new card; the final action cancels at Stripe."""
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from billing import dunning, gateway, tasks
+from billing import dunning, gateway, reconcile, records, tasks
+from billing.expiry import ExpiryWindow
 from billing.models import DunningCase, Invoice, Subscription
 from billing.plans import PLANS
 from billing.seed import seed_billing
@@ -137,7 +139,16 @@ def test_the_final_action_is_applied_at_stripe(settings, stripe_emulator, celery
         assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "canceled"
     else:  # access ends, the debt stays (the purge protects the account), Stripe stops retrying
         assert (sub.status, invoice.status) == ("unpaid", "uncollectible")
-        assert gateway.retrieve_subscription(sub.stripe_subscription_id)["status"] == "past_due"
+        stripe_sub = gateway.retrieve_subscription(sub.stripe_subscription_id)
+        assert stripe_sub["status"] == "past_due"  # Stripe's API cannot set unpaid: our row holds it
+        with session_scope() as s:  # a later event, and the nightly comparison, leave it unpaid
+            later = records.upsert_subscription(s, user.id, stripe_sub, int(time.time()) + 60)
+            assert later.status == "unpaid"
+            account = s.get(type(user), user.id)
+            assert reconcile.check_customer(s, account, ExpiryWindow(datetime.now(UTC).date(), 30)).repairs == []
+        with session_scope() as s:  # once the invoice is paid, Stripe's word is applied again
+            s.get(Invoice, case.invoice_id).status = "paid"
+            assert records.upsert_subscription(s, user.id, stripe_sub, int(time.time()) + 120).status == "past_due"
     assert _case(user.id).status == "lost"  # the webhooks that follow do not turn it into "closed"
     with session_scope() as s:  # a redelivered task does nothing twice
         assert dunning.apply_final_action(s, s.get(DunningCase, case.id)) is False
