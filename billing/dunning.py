@@ -83,6 +83,23 @@ def final_on(case: DunningCase, settings: Settings) -> date:
     return step_due_at(case.opened_at, settings.dunning_schedule[-1], settings.tz).astimezone(settings.tz).date()
 
 
+# A payment's outcome on the subscription -----------------------------------------------------------------
+def follow_payment(session: Session, sub: Subscription, status: str, created: int) -> None:
+    """A charge's outcome (`created`: its second) moves the subscription to `status` (active after a payment,
+    past_due after a failure). When the row is stamped with that second or a later one, it may hold a read of
+    Stripe from just before the charge (records.answer_stamp): Stripe's subscription is read again and that
+    is applied instead; the caller holds the account's lock (records.upsert_invoice takes it)."""
+    if created > sub.stripe_event_created or sub.status == "canceled":
+        records.set_subscription_status(session, sub, status, created)
+        return
+    try:
+        fresh = gateway.retrieve_subscription(sub.stripe_subscription_id)
+    except gateway.NotFound:  # not at Stripe (another account's, or a test's own): the outcome as it says
+        records.set_subscription_status(session, sub, status, created)
+        return
+    records.store_subscription_answer(session, sub.user_id, fresh)
+
+
 # Opening and closing -------------------------------------------------------------------------------
 def open_case_for(session: Session, invoice: Invoice) -> DunningCase | None:
     """The invoice's case, unless it has ended."""
@@ -221,7 +238,7 @@ def retry_open_invoice(session: Session, user: User, cause: str, attempt: str) -
     sub = session.get(Subscription, invoice.subscription_id, with_for_update=True) if invoice.subscription_id else None
     if invoice.status == "paid":
         if sub is not None and sub.status in ("past_due", "unpaid"):
-            records.set_subscription_status(session, sub, "active", at)
+            follow_payment(session, sub, "active", at)
         invoice_paid(session, invoice, invoice.paid_at)
     return session.get_one(DunningCase, case_id, populate_existing=True)
 

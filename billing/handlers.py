@@ -106,7 +106,7 @@ def invoice_paid(session: Session, event: dict[str, Any], window: ExpiryWindow) 
     if invoice.subscription_id is not None:
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("past_due", "incomplete", "unpaid"):
-            records.set_subscription_status(session, sub, "active", event["created"])
+            dunning.follow_payment(session, sub, "active", event["created"])
     dunning.invoice_paid(session, invoice, invoice.paid_at or records.from_ts(event["created"]))
 
 
@@ -122,7 +122,7 @@ def invoice_payment_failed(session: Session, event: dict[str, Any], window: Expi
     if invoice.subscription_id is not None and invoice.status != "paid":  # a late failure of a paid invoice
         sub = session.get(Subscription, invoice.subscription_id, with_for_update=True)
         if sub is not None and sub.status in ("active", "trialing"):
-            records.set_subscription_status(session, sub, "past_due", event["created"])
+            dunning.follow_payment(session, sub, "past_due", event["created"])
         case = dunning.open_case(session, invoice, sub)
     if invoice.status == "open":
         _tell_about_payment(session, user, invoice, "billing_payment_failed", case)

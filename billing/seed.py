@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing import gateway
+from billing import dunning, gateway
 from billing.models import Card, DunningCase, DunningStep, Invoice, MrrMovement, Subscription
 from billing.plans import PLANS, Plan, monthly_cents
+from saas.core import runtime
 from saas.core.models import User
+from saas.core.outbox import OutboxMessage
 from saas.core.settings import Settings
 
 
@@ -208,3 +211,13 @@ def _add_dunning_case(session: Session, user: User, sub: Subscription, invoice: 
     session.add(case)
     session.flush()
     session.add(DunningStep(case_id=case.id, step=0, days=0, final=False, taken_at=failed_at))
+    # The failure's email, as the webhook sent it back then (not sent again): under the key the webhook
+    # uses, so that a later failure of the same invoice (Pay now, declined) does not send it a second time.
+    session.execute(insert(OutboxMessage).values(
+        idempotency_key=f"payment-failed:{invoice.stripe_invoice_id}", kind="payment-failed", to_addr=user.email,
+        user_id=user.id, template="billing_payment_failed", status="sent", attempts=1, created_at=failed_at,
+        next_attempt_at=failed_at, sent_at=failed_at, attachments=[],
+        context={"name": user.name or user.email, "amount_cents": invoice.amount_cents,
+                 "currency": invoice.currency.upper(), "reason": invoice.failure_reason or "", "confirm_url": "",
+                 **dunning.first_email_context(case, runtime.settings())},
+    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))  # a demo reset keeps the one sent

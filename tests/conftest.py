@@ -272,8 +272,9 @@ def live_server(services):
 class StripeEmulator:
     """The running `python -m billing.emulator`, and a helper to make it emit events on command."""
 
-    def __init__(self, base_url: str, api_key: str, webhook_secret: str):
+    def __init__(self, base_url: str, api_key: str, webhook_secret: str, log_path: Path | None = None):
         self.base_url, self.api_key, self.webhook_secret = base_url, api_key, webhook_secret
+        self.log_path = log_path  # its stdout and stderr (what a failing wait prints the end of)
 
     def trigger(self, event_type: str, **params) -> dict:
         import requests
@@ -304,16 +305,17 @@ def stripe_emulator(services, live_server):
     from saas.dev.embedded import port_is_open, wait_for
 
     port, secret, key = free_port(), "whsec_test_emulator_secret", "sk_test_emulator"
+    log_path = services["workdir"] / "stripe-emulator.log"
     proc = subprocess.Popen([sys.executable, "-m", "billing.emulator", "--port", str(port),
                              "--webhook-url", f"{live_server}/billing/webhooks/stripe", "--webhook-secret", secret,
                              "--data", str(services["workdir"] / "stripe.json")],
-                            stdout=open(services["workdir"] / "stripe-emulator.log", "ab"), stderr=subprocess.STDOUT)
+                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     wait_for(lambda: port_is_open(port), "Stripe emulator", timeout=20, proc=proc)
     os.environ.update(STRIPE_API_BASE=f"http://127.0.0.1:{port}", STRIPE_SECRET_KEY=key, STRIPE_WEBHOOK_SECRET=secret)
     settings = runtime.configure(dataclasses.replace(
         runtime.settings(), stripe_api_base=f"http://127.0.0.1:{port}", stripe_secret_key=key,
         stripe_webhook_secrets=(secret,)))
     services["live_app"].config["SETTINGS"] = settings  # the live server verifies the emulator's webhooks
-    yield StripeEmulator(f"http://127.0.0.1:{port}", key, secret)
+    yield StripeEmulator(f"http://127.0.0.1:{port}", key, secret, log_path)
     proc.terminate()
     proc.wait(timeout=10)

@@ -74,8 +74,23 @@ def emulator_delivered(emulator, processed: bool = True) -> dict:
             busy = processed and s.scalar(select(exists().where(StripeEvent.processed_at.is_(None))))
         return None if busy else state
 
-    return wait_until(delivered, "the emulator's webhooks to be delivered" + (" and processed" if processed else ""),
-                      timeout=90)
+    try:
+        return wait_until(delivered, "the emulator's webhooks to be delivered" + (" and processed" if processed else ""),
+                          timeout=90)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_webhook_diagnosis(emulator)}") from None
+
+
+def _webhook_diagnosis(emulator) -> str:
+    """What a wait for the webhooks gave up on: the emulator's sender, the events not processed (with
+    their errors), and the end of the emulator's log (a delivery refused or timing out is told there)."""
+    with session_scope() as s:
+        stuck = s.execute(select(StripeEvent.id, StripeEvent.type, StripeEvent.error)
+                          .where(StripeEvent.processed_at.is_(None)).limit(10)).all()
+    log_path = getattr(emulator, "log_path", None)
+    tail = log_path.read_text(errors="replace").splitlines()[-30:] if log_path and log_path.exists() else []
+    return "\n".join([f"emulator webhooks: {emulator.webhooks()}", f"events not processed: {stuck}",
+                      "emulator log, last lines:", *tail])
 
 
 class HttpReceiver:
