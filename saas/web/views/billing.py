@@ -176,7 +176,8 @@ def wait(op_id: str):
     """The waiting page: polls the status until the worker is done, then moves on (works without JS too)."""
     state = _own_state(op_id)
     if state["state"] == "pending":
-        return render_template("billing/wait.html", op_id=op_id, state=state)
+        return render_template("billing/wait.html", status_url=url_for("billing.status", op_id=op_id),
+                               wait_url=url_for("billing.wait", op_id=op_id))
     if state.get("next"):
         return redirect(state["next"], 303)
     flash(state.get("message", "Done."), "success" if state["state"] == "done" else "error")

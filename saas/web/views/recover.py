@@ -97,7 +97,8 @@ def wait(token: str, op_id: str):
     case, user = _token_for_result(token)
     state = _own_state(op_id, user)
     if state["state"] == "pending":
-        return render_template("billing/recover_wait.html", token=token, op_id=op_id)
+        return render_template("billing/wait.html", status_url=url_for("recover.status", token=token, op_id=op_id),
+                               wait_url=url_for("recover.wait", token=token, op_id=op_id))
     if state.get("next"):
         return redirect(state["next"], 303)
     if case is not None and case.status not in OPEN:
