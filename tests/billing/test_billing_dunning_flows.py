@@ -145,7 +145,8 @@ def test_the_final_action_is_applied_at_stripe(settings, stripe_emulator, celery
             later = records.upsert_subscription(s, user.id, stripe_sub, int(time.time()) + 60)
             assert later.status == "unpaid"
             account = s.get(type(user), user.id)
-            assert reconcile.check_customer(s, account, ExpiryWindow(datetime.now(UTC).date(), 30)).repairs == []
+            window = ExpiryWindow(datetime.now(UTC).date(), 30)  # real clock: card fields compared, not the window
+            assert reconcile.check_customer(s, account, window).repairs == []
         with session_scope() as s:  # once the invoice is paid, Stripe's word is applied again
             s.get(Invoice, case.invoice_id).status = "paid"
             assert records.upsert_subscription(s, user.id, stripe_sub, int(time.time()) + 120).status == "past_due"
