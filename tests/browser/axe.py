@@ -28,7 +28,9 @@ def axe_source() -> str:
 
 
 def axe_violations(page) -> list[dict]:
-    """Run axe on the page as it is now; the serious and critical violations, one dict each."""
+    """Run axe on the page once it has loaded (contrast needs its stylesheet); the serious and critical violations,
+    one dict each."""
+    page.wait_for_load_state("load")
     page.add_script_tag(content=axe_source())
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [{"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]),
@@ -37,5 +39,7 @@ def axe_violations(page) -> list[dict]:
 
 
 def page_width_overflow(page) -> int:
-    """How many CSS pixels the page is wider than its window (0: it does not scroll sideways)."""
+    """How many CSS pixels the page is wider than its window (0: it does not scroll sideways), once it has loaded:
+    measured while its stylesheet is still on the way, a stacked table is as wide as its unstyled columns."""
+    page.wait_for_load_state("load")
     return page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
