@@ -33,9 +33,17 @@ def chromium_env() -> dict[str, str] | None:
     return env
 
 
+# Playwright's assertions wait 5 s unless told otherwise (a context's default timeout covers actions, not
+# `expect`): a page waiting for a worker's payment on a loaded CI machine took longer (the no-login
+# link's "Thank you" in CI). The same 30 s as the actions', so no assertion depends on the machine's load.
+ASSERTION_TIMEOUT_MS = 30_000
+
+
 @pytest.fixture(scope="session")
 def browser_instance():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=ASSERTION_TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
