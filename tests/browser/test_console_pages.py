@@ -79,7 +79,6 @@ def dunning_cases(make_user):
 
 def _visit(page, path: str, shots: Path | None, name: str) -> dict:
     response = page.goto(path)
-    page.wait_for_load_state("load")
     found = {"path": path, "status": response.status, "overflow": page_width_overflow(page),
              "violations": axe_violations(page)}
     if shots:
