@@ -146,3 +146,20 @@ def _make_due(row_id: int) -> None:
     with session_scope() as s:
         s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id)
                   .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+
+
+def test_a_full_batch_enqueues_the_next_before_it_sends(monkeypatch, mail):
+    """So that a backlog fans out over every idle worker instead of one worker's batches in turn."""
+    from saas.core import queue as queue_module
+
+    for i in range(3):
+        queue(key=f"fan:{i}", to=f"u{i}@example.com")
+    published = []  # (task name, messages the sink had when it was published)
+    monkeypatch.setattr(queue_module, "publish",
+                        lambda task, kwargs, countdown: published.append((task.name, len(mail.messages()))))
+    monkeypatch.setattr(delivery, "BATCH_SIZE", 2)
+    monkeypatch.setattr(delivery, "claim_batch", lambda claimer, limit=2, claim=delivery.claim_batch: claim(claimer, limit))
+    assert delivery.deliver_outbox.apply(task_id="fan-1").get() == 2
+    assert published == [("scheduled.delivery.deliver_outbox", 0)]
+    assert delivery.deliver_outbox.apply(task_id="fan-2").get() == 1  # a part batch: nothing more is due
+    assert len(published) == 1

@@ -164,29 +164,28 @@ def deliver_rows(rows: list[OutboxMessage], settings: Settings) -> tuple[int, da
 
 @contextmanager
 def running_alone(claimer: str) -> Iterator[bool]:
-    """Yield whether this is the only running copy of task `claimer` (a session advisory lock).
+    """Yield whether this is the only running copy of task `claimer`: a transaction-scoped advisory
+    lock, on a connection of its own whose transaction stays open while the copy runs.
 
     Redis hands a message held past its visibility timeout (a retry's countdown) to a second
     worker: two copies with one task id would both match "claimed by this same task" and send
-    the same rows twice. A crashed copy's connection closes, which frees the lock for its
-    redelivery to resume the rows at once.
+    the same rows twice. A crashed copy's connection closes, which ends its transaction and frees
+    the lock for its redelivery to resume the rows at once. The lock is the transaction's, not
+    the session's, so that PgBouncer in transaction mode keeps it on one server connection (a
+    session lock would be taken on one server connection and looked for on another); the open
+    transaction holds no snapshot between statements and writes nothing.
     """
     args = {"cls": RUNNING_LOCK_CLASS, "claimer": claimer}
-    with get_engine().connect() as conn:
-        alone = bool(conn.execute(text("SELECT pg_try_advisory_lock(:cls, hashtext(:claimer))"), args).scalar())
-        conn.commit()
-        try:
-            yield alone
-        finally:
-            if alone:
-                conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:claimer))"), args)
-                conn.commit()
+    with get_engine().connect() as conn, conn.begin():
+        yield bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:claimer))"), args).scalar())
 
 
 # Task names are the wire format of queued messages: they stay as they were when the modules moved.
 @app.task(name="scheduled.delivery.deliver_outbox", bind=True)
 def deliver_outbox(self) -> int:
-    """Deliver every due outbox row; re-enqueue for the next batch or the earliest retry."""
+    """Deliver a batch of due outbox rows. A full batch enqueues the next before it sends, so a
+    backlog fans out over every worker (each claims its own rows, SKIP LOCKED); a failed send
+    enqueues a run for the earliest retry."""
     claimer = self.request.id or "inline"
     with running_alone(claimer) as alone:
         if not alone:
@@ -199,9 +198,9 @@ def _deliver(claimer: str) -> int:
     rows = claim_batch(claimer)
     if not rows:
         return 0
-    sent, retry_at = deliver_rows(rows, runtime.settings())
-    if len(rows) == BATCH_SIZE:
+    if len(rows) == BATCH_SIZE:  # more are due: the next batch starts now, on any idle worker
         enqueue(deliver_outbox)
+    sent, retry_at = deliver_rows(rows, runtime.settings())
     if retry_at is not None:
         enqueue(deliver_outbox, countdown=max(1.0, (retry_at - datetime.now(UTC)).total_seconds()))
     return sent
