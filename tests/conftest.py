@@ -11,6 +11,7 @@ import pytest
 
 from saas.dev.embedded import MailSink, free_port, start_postgres, start_redis
 from tests import factories
+from tests.engines import start_pgbouncer
 from tests.helpers import PASSWORD, SECRET_KEY
 
 
@@ -39,6 +40,11 @@ def services():
         pg = start_postgres(workdir / "pg", free_port(), database="saas_test")
         started.append(pg)
         db_url = pg.url
+        if os.environ.get("TEST_PGBOUNCER"):  # the whole suite through PgBouncer (tests/engines.py)
+            bouncer = start_pgbouncer(workdir / "pgbouncer", free_port(), pg.url)
+            started.append(bouncer)
+            db_url = bouncer.url
+            os.environ["DATABASE_PREPARED_STATEMENTS"] = "off"
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         rd = start_redis(workdir / "redis", free_port(), persist=False)

@@ -105,3 +105,23 @@ def test_log_format_is_text_or_json():
     assert Settings.from_env({**BASE, "LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(SettingsError, match="LOG_FORMAT"):
         Settings.from_env({**BASE, "LOG_FORMAT": "xml"})
+
+
+def test_prepared_statements_are_on_unless_turned_off_for_pgbouncer():
+    assert Settings.from_env(BASE).database_prepared_statements is True
+    assert Settings.from_env({**BASE, "DATABASE_PREPARED_STATEMENTS": "OFF"}).database_prepared_statements is False
+    with pytest.raises(SettingsError, match="DATABASE_PREPARED_STATEMENTS"):
+        Settings.from_env({**BASE, "DATABASE_PREPARED_STATEMENTS": "no"})
+
+
+def test_the_broker_is_redis_unless_celery_broker_url_names_rabbitmq():
+    from saas.core.queue import celery_config
+
+    s = Settings.from_env(BASE)
+    assert s.broker_url == BASE["REDIS_URL"] and celery_config(s)["broker_transport_options"]["visibility_timeout"]
+    rabbit = Settings.from_env({**BASE, "CELERY_BROKER_URL": "amqp://saas:pw@rabbit:5672/saas"})
+    assert rabbit.broker_url == "amqp://saas:pw@rabbit:5672/saas" and rabbit.redis_url == BASE["REDIS_URL"]
+    assert celery_config(rabbit)["broker_transport_options"] == {"confirm_publish": True}
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL") as refused:
+        Settings.from_env({**BASE, "CELERY_BROKER_URL": "sqs://key:secret@queue"})
+    assert "secret" not in str(refused.value)

@@ -41,14 +41,22 @@ def sqlalchemy_url(url: str) -> str:
 _engines: dict[str, Engine] = {}
 _factory: list[sessionmaker[Session]] = []
 _bound: list[str] = []  # the process's DATABASE_URL, set by bind() (runtime.configure)
+_connect_args: dict[str, object] = {}  # psycopg's, for every engine: set by bind()
 
 
-def bind(url: str) -> None:
-    """Make `url` the process's database: sessions and get_engine() use it from now on."""
+def bind(url: str, prepared_statements: bool = True) -> None:
+    """Make `url` the process's database: sessions and get_engine() use it from now on.
+
+    prepared_statements=False turns off psycopg's automatic server-side prepares (PgBouncer in
+    transaction mode before 1.21 hands the next transaction another server connection, where the
+    prepared statement does not exist)."""
     url = sqlalchemy_url(url)
-    if _bound != [url]:
+    args = {} if prepared_statements else {"prepare_threshold": None}
+    if _bound != [url] or _connect_args != args:
         reset_engines()
         _bound[:] = [url]
+        _connect_args.clear()
+        _connect_args.update(args)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -60,7 +68,8 @@ def get_engine(url: str | None = None) -> Engine:
         url = _bound[0]
     url = sqlalchemy_url(url)
     if url not in _engines:
-        _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                      connect_args=dict(_connect_args))
     return _engines[url]
 
 

@@ -32,7 +32,7 @@ app.set_default()  # a task object resolves to this app from any thread, not jus
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's settings derived from ours."""
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": settings.broker_url,
         # No result backend: nothing reads a task's return value (progress and outcomes live in
         # PostgreSQL and Redis keys of our own), and without one a publish does not subscribe to
         # a result channel (two Redis commands saved per enqueue, e.g. per contact form POST).
@@ -46,8 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": 15 * 60,
         "task_time_limit": 16 * 60,
-        # Longer than any countdown we use; duplicates are harmless (ledger, outbox claims).
-        "broker_transport_options": {"visibility_timeout": 2 * 3600},
+        **broker_options(settings),
         "broker_connection_retry_on_startup": True,
         # Task events, for Flower (`celery -A scheduled flower`, docs/operations.md): workers
         # report each task's start and outcome, and a publish reports the task as sent.
@@ -58,6 +57,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """What differs between the two brokers (docs/operations.md, "RabbitMQ as the broker")."""
+    if settings.broker_is_redis:
+        # Redis redelivers a message nobody acknowledged within the visibility timeout: longer
+        # than any countdown we use; duplicates are harmless (ledger, outbox claims).
+        return {"broker_transport_options": {"visibility_timeout": 2 * 3600}}
+    # RabbitMQ redelivers an unacknowledged message when its consumer's connection closes, so
+    # there is no timeout to tune. Publisher confirms: a publish returns once the broker has the
+    # message (a durable queue keeps it across a broker restart).
+    return {"broker_transport_options": {"confirm_publish": True}}
 
 
 def bind(settings: Settings) -> None:

@@ -18,7 +18,7 @@ def configure(settings: Settings) -> Settings:
     """Make `settings` this process's and bind every client to them; returns them."""
     _current[:] = [settings]
     if settings.database_url:  # a command that needs no database is given none (saas.cli)
-        db.bind(settings.database_url)
+        db.bind(settings.database_url, prepared_statements=settings.database_prepared_statements)
     if settings.redis_url:
         redis_client.bind(settings.redis_url)
     queue.bind(settings)

@@ -144,6 +144,20 @@ class Settings:
     log_format: str = "text"
     dunning_schedule: tuple[int, ...] = (0, 3, 7, 14)
     dunning_final_action: str = "cancel"
+    # Off behind PgBouncer in transaction mode before 1.21: psycopg prepares a statement run 5 times
+    # on one connection, and the next transaction may be given another server connection.
+    database_prepared_statements: bool = True
+    # The Celery broker when it is not REDIS_URL: RabbitMQ (amqp://) or another Redis.
+    celery_broker_url: str = ""
+
+    @property
+    def broker_url(self) -> str:
+        """Where tasks are queued: CELERY_BROKER_URL, or REDIS_URL when it is not set."""
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return self.broker_url.startswith(("redis://", "rediss://", "unix://"))
 
     @property
     def app_host(self) -> str:
@@ -206,6 +220,10 @@ class Settings:
         redis_url = required("REDIS_URL")
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"REDIS_URL must be a redis:// URL (got {redis_url!r})")
+        broker_url = get("CELERY_BROKER_URL", "").strip()
+        if broker_url and not broker_url.startswith(("amqp://", "amqps://", "redis://", "rediss://", "unix://")):
+            raise SettingsError("CELERY_BROKER_URL must be an amqp:// (RabbitMQ) or redis:// URL "
+                                f"(got {urlsplit(broker_url).scheme or broker_url[:12]!r}, not shown in full: it may hold a password)")
         smtp_url = required("SMTP_URL")
         if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
             raise SettingsError(f"SMTP_URL must be an smtp:// or smtps:// URL (got {smtp_url!r})")
@@ -224,6 +242,10 @@ class Settings:
         api_base = get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
         if stripe_key.startswith(("sk_live_", "rk_live_")) and not api_base.startswith("https://api.stripe.com"):
             raise SettingsError("STRIPE_API_BASE points away from Stripe while STRIPE_SECRET_KEY is a live key")
+
+        prepared = get("DATABASE_PREPARED_STATEMENTS", "on").strip().lower() or "on"
+        if prepared not in ("on", "off"):
+            raise SettingsError(f"DATABASE_PREPARED_STATEMENTS must be on or off (got {prepared!r})")
 
         final_action = get("DUNNING_FINAL_ACTION", "cancel").strip()
         if final_action not in DUNNING_FINAL_ACTIONS:
@@ -255,6 +277,8 @@ class Settings:
             log_format=log_format,
             dunning_schedule=_schedule_days("DUNNING_SCHEDULE", get("DUNNING_SCHEDULE", "0,3,7,14")),
             dunning_final_action=final_action,
+            database_prepared_statements=prepared == "on",
+            celery_broker_url=broker_url,
         )
 
 

@@ -1,0 +1,138 @@
+"""Engines an operator puts between the product and its parts, started by the suite from Debian's packages.
+
+RabbitMQ (Debian's `rabbitmq-server`, which `.ci/run` installs) is started by the chaos suite for its
+second month of slots, with CELERY_BROKER_URL pointing at it; the tests that need it skip with a
+reason where it is not installed.
+
+`TEST_PGBOUNCER=1 ./run test` runs the suite through PgBouncer in transaction-pooling mode (Debian's
+`pgbouncer`, which `.ci/run` installs): every connection the suite and the processes it starts
+open goes through it, and psycopg's server-side prepares are off (DATABASE_PREPARED_STATEMENTS=off),
+as docs/operations.md tells operators to run it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from saas.dev.embedded import PG_USER_WHEN_ROOT, Service, die_with_parent, port_is_open, wait_for
+
+
+def pgbouncer_binary() -> str | None:
+    return shutil.which("pgbouncer") or next((p for p in ("/usr/sbin/pgbouncer",) if Path(p).exists()), None)
+
+
+def start_pgbouncer(workdir: Path, port: int, postgres_url: str) -> Service:
+    """PgBouncer on 127.0.0.1:port in transaction mode, in front of the PostgreSQL at postgres_url
+    (trust authentication on loopback, as the embedded server has); returns it with the URL of the
+    same database through it."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        raise RuntimeError("TEST_PGBOUNCER is set but pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    pg = urlsplit(postgres_url)
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    (workdir / "userlist.txt").write_text(f'"{pg.username}" ""\n')
+    (workdir / "pgbouncer.ini").write_text(f"""\
+[databases]
+* = host={pg.hostname} port={pg.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir / "userlist.txt"}
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 40
+max_db_connections = 150
+server_reset_query =
+ignore_startup_parameters = extra_float_digits
+""")
+    if port_is_open(port):
+        raise RuntimeError(f"port {port} is taken; set another port or free it (PgBouncer)")
+    log = open(workdir / "pgbouncer.log", "ab")
+    # PgBouncer refuses to run as root: under root it runs as the embedded PostgreSQL's user.
+    user = PG_USER_WHEN_ROOT if os.geteuid() == 0 else None
+    proc = subprocess.Popen([binary, str(workdir / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT,
+                            user=user, preexec_fn=die_with_parent)
+    url = f"postgresql://{pg.username}@127.0.0.1:{port}{pg.path}"
+    wait_for(lambda: _answers(url), "PgBouncer", proc=proc)
+    return Service("pgbouncer", url, proc)
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=1).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's; /usr/sbin's wrapper insists on its own user
+
+
+def rabbitmq_binary() -> str | None:
+    return RABBITMQ_SERVER if Path(RABBITMQ_SERVER).exists() else None
+
+
+class RabbitMQ:
+    """One RabbitMQ node on 127.0.0.1:port with its data in workdir (kept across restart()), the
+    default guest user allowed from loopback. Its Erlang port mapper gets a port of its own."""
+
+    def __init__(self, workdir: Path, port: int, epmd_port: int, dist_port: int) -> None:
+        self.workdir, self.port = workdir, port
+        self.url = f"amqp://guest:guest@127.0.0.1:{port}//"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
+        (workdir / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            **os.environ, "HOME": str(workdir), "RABBITMQ_NODENAME": f"saas-test-{port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_DIST_PORT": str(dist_port), "ERL_EPMD_PORT": str(epmd_port),
+            "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"), "RABBITMQ_LOG_BASE": str(workdir / "log"),
+            "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(workdir / "rabbitmq.pid"),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RabbitMQ:
+        if port_is_open(self.port):
+            raise RuntimeError(f"port {self.port} is taken; free it (RabbitMQ)")
+        log = open(self.workdir / "rabbitmq.out", "ab")
+        self.process = subprocess.Popen([RABBITMQ_SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, preexec_fn=die_with_parent)
+        wait_for(self._answers, "RabbitMQ", timeout=90, proc=self.process)
+        return self
+
+    def _answers(self) -> bool:
+        import kombu
+
+        try:
+            with kombu.Connection(self.url, connect_timeout=1) as conn:
+                conn.connect()
+            return True
+        except Exception:  # refused, reset, or amqp's own errors while the node boots
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the node (what a crashed host does): only what it wrote to disk survives."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            wait_for(lambda: not port_is_open(self.port), "RabbitMQ's port to close", timeout=20)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.kill()
+        subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, timeout=10)  # its port mapper daemon
