@@ -19,6 +19,7 @@ import redis as redis_lib
 
 from saas.dev.embedded import MailSink, Service, die_with_parent, free_port, start_redis
 from scheduled.clock import TEST_CLOCK_ENV, set_test_clock
+from tests.engines import RabbitMQ
 
 LAUNCHER = Path(__file__).with_name("chaos_celery.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +40,14 @@ class Cluster:
     """Start, kill and restart Celery processes by name; stop everything in `close()`."""
 
     def __init__(self, workdir: Path, database_url: str, start: datetime, visibility_timeout: int = 10,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, broker: str = "redis"):
         self.workdir = workdir
+        self.rabbitmq: RabbitMQ | None = None
+        broker_env = {}
+        if broker == "rabbitmq":  # Celery's broker; Redis stays for RedBeat, limits and progress
+            self.rabbitmq = RabbitMQ(workdir / "rabbitmq", free_port(), free_port(), free_port()).start()
+            # No visibility timeout to shorten: RabbitMQ redelivers when the consumer's connection closes.
+            broker_env = {"CELERY_BROKER_URL": self.rabbitmq.url, "CHAOS_VISIBILITY_TIMEOUT": ""}
         self.redis_port = free_port()
         self.redis: Service | None = None
         self.sink = SlowMailSink(workdir / "mail", free_port()).start()
@@ -58,7 +65,7 @@ class Cluster:
             "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
             # The cluster has no Stripe: reconcile-stripe is given a leap-day cron, which no test month here
             # reaches (Celery refuses a cron that never fires, such as February 30th).
-            "SCHEDULE_RECONCILE_STRIPE": "0 0 29 2 *", **(extra_env or {}),
+            "SCHEDULE_RECONCILE_STRIPE": "0 0 29 2 *", **broker_env, **(extra_env or {}),
         }
 
     @property
@@ -76,6 +83,11 @@ class Cluster:
         assert self.redis and self.redis.process
         self.redis.process.kill()
         self.redis.process.wait(10)
+
+    def kill_broker(self) -> None:
+        """SIGKILL RabbitMQ and start it again on its data: what it confirmed survives."""
+        assert self.rabbitmq is not None
+        self.rabbitmq.restart()
 
     def advance(self, to: datetime) -> None:
         self.clock = to
@@ -130,6 +142,8 @@ class Cluster:
         self.sink.stop()
         if self.redis is not None:
             self.redis.stop()
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
 
 
 def wait_until(check, timeout: float, every: float = 0.5, on_tick=None) -> bool:

@@ -1,4 +1,5 @@
-"""Chaos: three beats, two workers, a month of nightly slots, SIGKILLs at random and a Redis crash.
+"""Chaos: three beats, two workers, a month of nightly slots, SIGKILLs at random and a Redis crash;
+run twice, with Redis as the Celery broker and with RabbitMQ (SIGKILLed and restarted mid-month too).
 Dunning cases open along the month, so advance-dunning (daily here: the compressed clock would make its
 hourly slots 768 runs) takes their steps under the same kills.
 
@@ -16,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from chaos_cluster import Cluster, wait_until
 from sqlalchemy import func, select
+
+from tests.engines import rabbitmq_binary
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(480)]
 
@@ -82,7 +85,15 @@ def seed_dunning(start: date) -> list[tuple[int, datetime]]:
     return cases
 
 
-def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_window, tmp_path, monkeypatch):
+BROKERS = [
+    "redis",
+    pytest.param("rabbitmq", marks=pytest.mark.skipif(rabbitmq_binary() is None, reason=(
+        "rabbitmq-server is not installed (Debian package `rabbitmq-server`; .ci/run installs it)"))),
+]
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_month_of_slots_under_sigkill_and_redis_crash(broker, services, wide_catchup_window, tmp_path, monkeypatch):
     from billing.dunning import step_due_at
     from billing.expiry import expiring_clause
     from billing.models import Card, DunningCase
@@ -99,7 +110,7 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
     monkeypatch.setenv("DUNNING_FINAL_ACTION", "keep")
     cases = seed_dunning(START.date())
     rng = random.Random(7)
-    cluster = Cluster(tmp_path, services["database_url"], START)
+    cluster = Cluster(tmp_path, services["database_url"], START, broker=broker)
     kills: collections.Counter[str] = collections.Counter()
     try:
         for name in BEATS:
@@ -119,6 +130,7 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
 
         assert wait_until(beat_has_looked, timeout=120), "no beat recorded the day-0 baseline in 120 s"
         redis_crash_step = STEPS // 2
+        broker_crash_step = STEPS * 3 // 4 if broker == "rabbitmq" else None
         for step in range(1, STEPS + 1):
             kill_at = rng.uniform(0, STEP_SECONDS)
             time.sleep(kill_at)
@@ -128,6 +140,9 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
                 time.sleep(2)
                 cluster.start_redis()
                 kills["redis"] += 1
+            elif step == broker_crash_step:
+                cluster.kill_broker()
+                kills["rabbitmq"] += 1
             elif rng.random() < 0.85:
                 victim = rng.choice(BEATS + WORKERS)
                 cluster.kill(victim)
@@ -192,7 +207,8 @@ def test_month_of_slots_under_sigkill_and_redis_crash(services, wide_catchup_win
     lost = len(sent_ids - set(sink)) + sum(1 for _i, status, _k in outbox if status in ("pending", "sending"))
     slots_run = sum(1 for status in statuses.values() if status == "succeeded")
     takeovers = sum(1 for *_rest, attempts in runs if attempts > 1)
-    print(f"\nCHAOS slots: {sum(len(v) for v in expected.values())} expected "
+    print(f"\nCHAOS broker: {broker}")
+    print(f"CHAOS slots: {sum(len(v) for v in expected.values())} expected "
           f"({len(expected)} jobs), {slots_run} run (succeeded), "
           f"{sum(1 for s in statuses.values() if s == 'skipped')} skipped (fresh-install baseline), "
           f"{takeovers} taken over after a crash")
