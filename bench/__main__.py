@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 
+from bench.delivery import bench_delivery
 from bench.dunning import bench_dunning
 from bench.email import bench_email
 from bench.harness import Harness
@@ -16,7 +17,7 @@ from bench.scale import bench_scale
 from bench.seed import seed_template
 from bench.web import bench_web
 
-PARTS = ("jobs", "firstnight", "scale", "dunning", "web", "email", "traffic")
+PARTS = ("jobs", "firstnight", "scale", "dunning", "web", "email", "delivery", "traffic")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma-separated parts to run, among {','.join(PARTS)} (default: all)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per wrk run (default 10)")
+    parser.add_argument("--messages", type=int, default=20_000,
+                        help="queued emails the delivery part sends per run (default 20000)")
     parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE as JSON")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -34,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose among {', '.join(PARTS)}")
     if args.users < 100:
         parser.error("--users must be at least 100")
+    if args.messages < 1:
+        parser.error("--messages must be at least 1")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     with Harness() as harness:
         if "email" in args.parts:
             bench_email(harness, report, args.repeat, messages=min(2000, max(200, args.users // 10)))
+        if "delivery" in args.parts:
+            bench_delivery(harness, report, args.repeat, args.messages)
         needs_seed = any(p in args.parts for p in ("jobs", "web", "traffic"))
         if needs_seed:
             seed_template(harness, report, args.users)

@@ -12,11 +12,11 @@ import pytest
 from saas.core.settings import ROOT
 
 
-def _run_bench(tmp_path, only: str) -> dict:
+def _run_bench(tmp_path, only: str, *extra: str) -> dict:
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SMTP_URL")}
     proc = subprocess.run([sys.executable, "-m", "bench", "--users", "300", "--repeat", "1", "--only", only,
-                           "--duration", "2", "--json", str(out)],
+                           "--duration", "2", "--json", str(out), *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -43,3 +43,10 @@ def test_request_path_on_tiny_data(tmp_path):
     data = _run_bench(tmp_path, "web")
     assert data["stats"]["web.dashboard.queries"]["samples"]
     assert data["stats"]["web.contact_post.rps"]["samples"]
+
+
+def test_delivery_by_worker_processes_on_a_small_backlog(tmp_path):
+    data = _run_bench(tmp_path, "delivery", "--messages", "250")
+    for workers in (1, 2, 4):
+        assert data["stats"][f"delivery.workers_{workers}"]["samples"]
+        assert data["stats"][f"delivery.workers_{workers}.distinct"]["samples"] == [250]
