@@ -39,7 +39,7 @@ def cluster(services, tmp_path):
         assert all(p.poll() is None for p in procs), (tmp_path / "cluster.log").read_text()
         try:
             return requests.get(f"{base}/healthcheck", auth=LOGIN, timeout=2).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
             return False
 
     try:

@@ -69,7 +69,7 @@ def test_gunicorn_logs_json_lines_master_included(services, tmp_path):
         def answers() -> bool:
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its worker still importing
                 return False
 
         wait_until(answers, "gunicorn to serve", timeout=60)
