@@ -18,9 +18,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
-
-from saas.dev.embedded import PG_USER_WHEN_ROOT, Service, die_with_parent, port_is_open, wait_for
+from saas.dev.embedded import PG_USER_WHEN_ROOT, Service, _pg_ready, die_with_parent, port_is_open, wait_for
 
 
 def pgbouncer_binary() -> str | None:
@@ -63,16 +61,9 @@ ignore_startup_parameters = extra_float_digits
     proc = subprocess.Popen([binary, str(workdir / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT,
                             user=user, preexec_fn=die_with_parent)
     url = f"postgresql://{pg.username}@127.0.0.1:{port}{pg.path}"
-    wait_for(lambda: _answers(url), "PgBouncer", proc=proc)
+    wait_for(lambda: _pg_ready(url), "PgBouncer", proc=proc)
     return Service("pgbouncer", url, proc)
 
-
-def _answers(url: str) -> bool:
-    try:
-        psycopg.connect(url, connect_timeout=1).close()
-        return True
-    except psycopg.OperationalError:
-        return False
 
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's; /usr/sbin's wrapper insists on its own user

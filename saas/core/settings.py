@@ -35,6 +35,7 @@ DISPATCH_INTERVAL = timedelta(seconds=10)
 MAX_CATCHUP_WINDOW = timedelta(days=365)
 # The settings a command may do without (saas.cli asks each command's own); everything else is
 # always read, and a setting that is set is always checked.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SERVICE_SETTINGS = frozenset({"DATABASE_URL", "REDIS_URL", "SMTP_URL", "SECRET_KEY", "APP_URL"})
 
 
@@ -157,7 +158,7 @@ class Settings:
 
     @property
     def broker_is_redis(self) -> bool:
-        return self.broker_url.startswith(("redis://", "rediss://", "unix://"))
+        return self.broker_url.startswith(REDIS_SCHEMES)
 
     @property
     def app_host(self) -> str:
@@ -218,10 +219,10 @@ class Settings:
         if database_url and not database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL (PostgreSQL is the one database)")
         redis_url = required("REDIS_URL")
-        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        if redis_url and not redis_url.startswith(REDIS_SCHEMES):
             raise SettingsError(f"REDIS_URL must be a redis:// URL (got {redis_url!r})")
         broker_url = get("CELERY_BROKER_URL", "").strip()
-        if broker_url and not broker_url.startswith(("amqp://", "amqps://", "redis://", "rediss://", "unix://")):
+        if broker_url and not broker_url.startswith(("amqp://", "amqps://", *REDIS_SCHEMES)):
             raise SettingsError("CELERY_BROKER_URL must be an amqp:// (RabbitMQ) or redis:// URL "
                                 f"(got {urlsplit(broker_url).scheme or broker_url[:12]!r}, not shown in full: it may hold a password)")
         smtp_url = required("SMTP_URL")
