@@ -204,8 +204,10 @@ def deliver(client, evt: dict, secret: str):
     return response
 
 
-def test_replaying_every_accepted_event_changes_nothing(client, make_user, sent):
-    """Deliver a generated stream of events, then every accepted one again: the billing tables stay the same."""
+def test_replaying_every_accepted_event_changes_nothing(stripe_emulator, client, make_user, sent):
+    """Deliver a generated stream of events, then every accepted one again: the billing tables stay the same.
+    An event no newer than its row makes the handler read the subscription from Stripe (the emulator:
+    without it the test passed only after another test had started it)."""
     make_user(email="ana@example.com", stripe_customer_id="cus_ana")
     make_user(email="bruno@example.com", stripe_customer_id="cus_bruno")
 
