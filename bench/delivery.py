@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from sqlalchemy import text
 from bench.email import _fill_outbox
 from bench.report import Report, ratio
 from bench.sink import start_sink
-from saas.core.db import get_engine
+from saas.core import runtime
+from saas.core.db import get_engine, session_scope
 from saas.core.outbox.delivery import deliver_outbox
 from saas.core.queue import app, enqueue
 from saas.dev.embedded import die_with_parent, free_port
+from scheduled import pauses
 
 WORKERS = (1, 2, 4)
 SINK_DELAY = 0.02  # seconds per message
@@ -116,10 +119,20 @@ def run_delivery(harness, workers: int, messages: int, run: int) -> tuple[float,
     return (elapsed, *distinct_message_ids(workdir / "mail", messages))
 
 
+def pause_every_job() -> None:
+    """Each worker's missed-slot watchdog (scheduled.watchdog) would email the admins about the
+    nightly slots the bench's database has no run for; those emails are the product doing its job,
+    not part of the backlog. Paused jobs are not expected to run, so it stays quiet."""
+    with session_scope() as session:
+        for job in runtime.settings().schedules:
+            pauses.pause(session, job, "delivery benchmark", "bench", datetime.now(UTC))
+
+
 def bench_delivery(harness, report: Report, repeat: int, messages: int) -> None:
     report.section(f"Delivery scale-out: {messages:,} queued emails, 1/2/4 worker processes, "
                    f"a sink taking {SINK_DELAY * 1000:.0f} ms per message")
     harness.fresh_copy()
+    pause_every_job()
     for run in range(repeat):
         for workers in WORKERS:
             elapsed, received, distinct, strangers = run_delivery(harness, workers, messages, run)
