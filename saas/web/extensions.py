@@ -6,10 +6,11 @@ from datetime import date
 from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from limits.storage import storage_from_string
+from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from billing.records import local_today
+from saas.core import redis_url
 from saas.core.settings import Settings
 
 login_manager = LoginManager()
@@ -34,7 +35,10 @@ class RateLimitCounters:
     limiter: FixedWindowRateLimiter
 
     def init_app(self, app: Flask) -> None:
-        self.limiter = FixedWindowRateLimiter(storage_from_string(app.config["SETTINGS"].redis_url))
+        # limits' own redis+sentinel:// storage would log in to the Sentinels with the servers'
+        # password; built on our client's pool it reaches Redis the way everything else does.
+        pool = redis_url.connect(app.config["SETTINGS"].redis_url).connection_pool
+        self.limiter = FixedWindowRateLimiter(RedisStorage("redis://", connection_pool=pool))
 
     def reset(self) -> None:
         """Clear every counter (tests)."""

@@ -22,6 +22,7 @@ def _short_visibility_timeout(**_kwargs) -> None:
     first, so it runs first), before the worker connects."""
     if timeout:
         app.conf.broker_transport_options = {
+            **app.conf.broker_transport_options,  # the product's own (Sentinel's master_name)
             "visibility_timeout": int(timeout), "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
         }
 

@@ -1,7 +1,9 @@
 """The chaos suite's cluster: real beat and worker processes on a dedicated Redis and SMTP sink.
 
 PostgreSQL is the suite's (tables truncated per test); Redis is started here so a test can kill
-and restart it; every Celery process reads one shared test clock file (scheduled.clock).
+and restart it (or, with broker="sentinel", a primary, a replica and three Sentinels, so a test can
+kill the primary and watch them fail over); every Celery process reads one shared test clock file
+(scheduled.clock).
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import redis as redis_lib
 
+from saas.core import redis_url
 from saas.dev.embedded import MailSink, Service, die_with_parent, free_port, start_redis
 from scheduled.clock import TEST_CLOCK_ENV, set_test_clock
-from tests.engines import RabbitMQ
+from tests.engines import RabbitMQ, SentinelGroup
 
 LAUNCHER = Path(__file__).with_name("chaos_celery.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +53,9 @@ class Cluster:
             broker_env = {"CELERY_BROKER_URL": self.rabbitmq.url, "CHAOS_VISIBILITY_TIMEOUT": ""}
         self.redis_port = free_port()
         self.redis: Service | None = None
+        # Through Sentinel every Redis client (broker, RedBeat, limits, progress) is given its URL.
+        self.sentinel = SentinelGroup(workdir / "sentinel", [free_port() for _ in range(5)]).start() \
+            if broker == "sentinel" else None
         self.sink = SlowMailSink(workdir / "mail", free_port()).start()
         self.clock_file = workdir / "clock"
         self.clock = start
@@ -70,13 +76,14 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.sentinel.url if self.sentinel else f"redis://127.0.0.1:{self.redis_port}/0"
 
     def redis_client(self) -> redis_lib.Redis:
-        return redis_lib.Redis.from_url(self.redis_url, socket_timeout=5)
+        return redis_url.connect(self.redis_url, socket_timeout=5)
 
     def start_redis(self) -> None:
-        self.redis = start_redis(self.workdir / "redis", self.redis_port, persist=True)
+        if self.sentinel is None:
+            self.redis = start_redis(self.workdir / "redis", self.redis_port, persist=True)
 
     def kill_redis(self) -> None:
         """SIGKILL Redis (no save at shutdown: it comes back from its last snapshot)."""
@@ -144,6 +151,8 @@ class Cluster:
             self.redis.stop()
         if self.rabbitmq is not None:
             self.rabbitmq.stop()
+        if self.sentinel is not None:
+            self.sentinel.stop()
 
 
 def wait_until(check, timeout: float, every: float = 0.5, on_tick=None) -> bool:

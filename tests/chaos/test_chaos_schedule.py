@@ -1,5 +1,7 @@
 """Chaos: three beats, two workers, a month of nightly slots, SIGKILLs at random and a Redis crash;
-run twice, with Redis as the Celery broker and with RabbitMQ (SIGKILLed and restarted mid-month too).
+run three times: with Redis as the Celery broker; with RabbitMQ (SIGKILLed and restarted mid-month
+too); and with every Redis client behind Sentinel, where the mid-month crash is the primary's
+SIGKILL and the Sentinels' failover to its replica (the old primary comes back as a replica).
 Dunning cases open along the month, so advance-dunning (daily here: the compressed clock would make its
 hourly slots 768 runs) takes their steps under the same kills.
 
@@ -87,6 +89,7 @@ def seed_dunning(start: date) -> list[tuple[int, datetime]]:
 
 BROKERS = [
     "redis",
+    "sentinel",  # Redis through Sentinel: broker, RedBeat's lock, limits and progress
     pytest.param("rabbitmq", marks=pytest.mark.skipif(rabbitmq_binary() is None, reason=(
         "rabbitmq-server is not installed (Debian package `rabbitmq-server`; .ci/run installs it)"))),
 ]
@@ -131,11 +134,15 @@ def test_month_of_slots_under_sigkill_and_redis_crash(broker, services, wide_cat
         assert wait_until(beat_has_looked, timeout=120), "no beat recorded the day-0 baseline in 120 s"
         redis_crash_step = STEPS // 2
         broker_crash_step = STEPS * 3 // 4 if broker == "rabbitmq" else None
+        failover: dict[str, float | int] = {}
         for step in range(1, STEPS + 1):
             kill_at = rng.uniform(0, STEP_SECONDS)
             time.sleep(kill_at)
             cluster.restart_dead()
-            if step == redis_crash_step:
+            if step == redis_crash_step and cluster.sentinel is not None:
+                failover = cluster.sentinel.fail_over()
+                kills["redis-primary"] += 1
+            elif step == redis_crash_step:
                 cluster.kill_redis()
                 time.sleep(2)
                 cluster.start_redis()
@@ -216,6 +223,10 @@ def test_month_of_slots_under_sigkill_and_redis_crash(broker, services, wide_cat
           f"process starts: {sum(cluster.starts.values())}")
     print(f"CHAOS emails: {len(outbox)} outbox rows, {len(sent_ids)} sent, {sum(sink.values())} received, "
           f"duplicates {duplicates}, lost {lost}, visibly failed {len(failed)}")
+    if failover:
+        print(f"CHAOS failover on day {redis_crash_step}: primary :{failover['old']} SIGKILLed at 0 s; the Sentinels "
+              f"promoted :{failover['new']} at {failover['promoted']:.1f} s; the old primary restarted at "
+              f"{failover['restarted']:.1f} s and was a replica again at {failover.get('replica_again', -1):.1f} s")
 
     for row in late_skips:
         print("CHAOS skipped after start:", row)
@@ -251,3 +262,5 @@ def test_month_of_slots_under_sigkill_and_redis_crash(broker, services, wide_cat
     print(f"CHAOS dunning: {len(cases)} cases, {dunning_emails} step emails, each received once")
     assert dunning_emails >= len(cases)
     assert sum(kills.values()) >= 20
+    if broker == "sentinel":
+        assert "replica_again" in failover, failover  # the Sentinels took the old primary back as a replica
