@@ -34,9 +34,9 @@ LOG_FORMATS = ("text", "json")
 # How often the leading beat looks for due slots (scheduled.beat); the catch-up window must cover it.
 DISPATCH_INTERVAL = timedelta(seconds=10)
 MAX_CATCHUP_WINDOW = timedelta(days=365)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 # The settings a command may do without (saas.cli asks each command's own); everything else is
 # always read, and a setting that is set is always checked.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 SERVICE_SETTINGS = frozenset({"DATABASE_URL", "REDIS_URL", "SMTP_URL", "SECRET_KEY", "APP_URL"})
 
 
