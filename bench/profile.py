@@ -51,7 +51,7 @@ PROBES = {
         ("request hooks (before_request)", "flask/app.py", "preprocess_request"),
         ("  user loaded (saas.web.login.load_user)", "saas/web/login.py", "load_user"),
         ("the view", "saas/web/views/dashboard.py", "index"),
-        ("  card and subscription", "billing/current.py", "card_and_subscription"),
+        ("  card and subscription", "billing/current.py", "card_subscription_and_case"),
         ("  recent invoices", "billing/current.py", "recent_invoices"),
         ("  banners", "saas/web/views/dashboard.py", "banners_for"),
         ("  template rendered", "flask/templating.py", "render_template"),

@@ -28,7 +28,7 @@ from email.message import EmailMessage
 from types import SimpleNamespace
 
 import psycopg
-from flask import Blueprint, Flask, redirect, render_template, request
+from flask import Flask, redirect, render_template, request
 from psycopg.types.json import Jsonb
 
 from billing.current import INVOICES_SHOWN, LIVE_STATUSES
@@ -36,11 +36,11 @@ from billing.models import Card, Invoice, Subscription
 from billing.plans import PLANS
 from billing.records import local_today
 from saas.core import redis_client, runtime
-from saas.core.formatting import FILTERS
 from saas.core.models import User
 from saas.core.outbox.delivery import deliver_outbox
 from saas.core.queue import enqueue
 from saas.core.settings import ROOT, Settings
+from saas.web import filters
 from saas.web.app import create_app
 from saas.web.views.dashboard import banners_for
 
@@ -99,17 +99,14 @@ def _row(names: list[str], values) -> SimpleNamespace | None:
     return None if values[0] is None else SimpleNamespace(**dict(zip(names, values, strict=True)))
 
 
-def _floor_blueprints() -> list[Blueprint]:
-    """Routes under the endpoint names the templates link to (their views are never called)."""
-    names = {"dashboard": ["home", "index"], "contact": ["form"], "billing": ["update_card"],
-             "auth": ["change_password", "logout", "login", "signup"]}
-    blueprints = []
-    for name, endpoints in names.items():
-        bp = Blueprint(name, __name__, url_prefix=f"/{name}")
-        for endpoint in endpoints:
-            bp.add_url_rule(f"/{endpoint}", endpoint, lambda: ("", 204))
-        blueprints.append(bp)
-    return blueprints
+def _stub_routes(app: Flask) -> None:
+    """The product's URLs under its endpoint names, so the templates' links build (the stubs are never called)."""
+    def stub(**_):
+        return "", 204
+
+    for rule in create_app().url_map.iter_rules():
+        if rule.endpoint != "static":
+            app.add_url_rule(rule.rule, rule.endpoint, stub, methods=rule.methods)
 
 
 def create_floor_app():
@@ -117,9 +114,8 @@ def create_floor_app():
     app = Flask("bench_floor", template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "saas" / "web" / "static"))
     app.config["SETTINGS"] = settings  # banners_for reads the expiry window from the app's settings
-    app.jinja_env.filters.update(FILTERS)
-    for bp in _floor_blueprints():
-        app.register_blueprint(bp)
+    filters.init_app(app)  # the same template filters as the product's
+    _stub_routes(app)
     local = threading.local()  # one psycopg connection per gunicorn thread, opened on first use
 
     def connection() -> psycopg.Connection:
