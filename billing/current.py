@@ -7,10 +7,24 @@ newer active one. The default card is the one Stripe marks default, else the new
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select, true, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    String,
+    any_,
+    bindparam,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.selectable import LateralFromClause
 
 from billing.models import Card, DunningCase, Invoice, Subscription
 from saas.core.models import User
@@ -19,9 +33,16 @@ LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
 INVOICES_SHOWN = 12
 
 
+def _one_of(column: InstrumentedAttribute[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """`column = ANY(array)`: the same test as IN (...), with the list as one array parameter. An IN
+    list is an "expanding" parameter that SQLAlchemy renders into the SQL again on every execution
+    (about 3% of the dashboard's CPU, docs/benchmarks.md); an array is passed as it is."""
+    return column == any_(literal(list(values), ARRAY(String)))
+
+
 def current_subscription_query(user_id: int | ColumnElement[Any]) -> Select[Subscription]:
     return (select(Subscription).where(Subscription.user_id == user_id)
-            .order_by(Subscription.status.in_(LIVE_STATUSES).desc(), Subscription.created_at.desc(),
+            .order_by(_one_of(Subscription.status, LIVE_STATUSES).desc(), Subscription.created_at.desc(),
                       Subscription.id.desc())
             .limit(1))
 
@@ -38,19 +59,30 @@ def recent_invoices_query(user_id: int | ColumnElement[Any]) -> Select[Invoice]:
 
 def current_case_query(user_id: int | ColumnElement[Any]) -> Select[DunningCase]:
     """The account's newest dunning case still open or paused (billing/dunning.py)."""
-    return (select(DunningCase).where(DunningCase.user_id == user_id, DunningCase.status.in_(("open", "paused")))
+    return (select(DunningCase).where(DunningCase.user_id == user_id, _one_of(DunningCase.status, ("open", "paused")))
             .order_by(DunningCase.opened_at.desc(), DunningCase.id.desc()).limit(1))
 
 
-def _card_subscription_and_case_query(user_id: ColumnElement[Any],
-                                      clear_cancelled_notice: bool) -> Select[Card, Subscription, DunningCase]:
-    card_q = default_card_query(user_id).lateral("card")
-    sub_q = current_subscription_query(user_id).lateral("sub")
-    case_q = current_case_query(user_id).lateral("dcase")
-    card, sub, dcase = aliased(Card, card_q), aliased(Subscription, sub_q), aliased(DunningCase, case_q)
-    stmt: Select[Card, Subscription, DunningCase] = (
-        select(card, sub, dcase).select_from(User)
-        .outerjoin(card_q, true()).outerjoin(sub_q, true()).outerjoin(case_q, true()).where(User.id == user_id))
+def _table_row(model: type) -> Any:
+    """A read-only row type with the model's column names as attributes (what the pages read)."""
+    return namedtuple(f"{model.__name__}Row", model.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+CardRow, SubscriptionRow, DunningCaseRow, InvoiceRow = (_table_row(m) for m in (Card, Subscription, DunningCase, Invoice))
+
+
+def _columns_of(query: Select[Any], name: str) -> LateralFromClause:
+    """`query`'s rows as a lateral subquery of the model's table columns (Core, no ORM entity)."""
+    entity = query.column_descriptions[0]["entity"]
+    return query.with_only_columns(*entity.__table__.columns).lateral(name)
+
+
+def _card_subscription_and_case_query(user_id: ColumnElement[Any], clear_cancelled_notice: bool) -> Select[Any]:
+    card_q = _columns_of(default_card_query(user_id), "card")
+    sub_q = _columns_of(current_subscription_query(user_id), "sub")
+    case_q = _columns_of(current_case_query(user_id), "dcase")
+    stmt = (select(card_q, sub_q, case_q).select_from(User)
+            .outerjoin(card_q, true()).outerjoin(sub_q, true()).outerjoin(case_q, true()).where(User.id == user_id))
     if clear_cancelled_notice:
         stmt = stmt.add_cte(update(User).where(User.id == user_id, User.deletion_cancelled_at.is_not(None))
                             .values(deletion_cancelled_at=None).cte("cleared"))
@@ -59,15 +91,16 @@ def _card_subscription_and_case_query(user_id: ColumnElement[Any],
 
 # The statements every dashboard and billing page runs are built once, here, with the account as a
 # bound parameter. SQLAlchemy caches the compiled SQL of any statement, but finds it by the
-# statement's cache key, and a statement built per call (two laterals, their ORM aliases, the
-# ordering) must be built and walked again on every request to compute that key: the profile
-# showed it costing more than running the query. A statement object reused with new parameter
-# values keeps its memoized cache key, so a request pays only for the execution and the rows.
+# statement's cache key, and a statement built per call (laterals, the ordering) must be built
+# and walked again on every request to compute that key: the profile showed it costing more
+# than running the query. A statement object reused with new parameter values keeps its
+# memoized cache key, so a request pays only for the execution and the rows.
 USER_ID: BindParameter[Any] = bindparam("user_id")
 _CURRENT_SUBSCRIPTION = current_subscription_query(USER_ID)
 _DEFAULT_CARD = default_card_query(USER_ID)
-_RECENT_INVOICES = recent_invoices_query(USER_ID)
+_RECENT_INVOICES = recent_invoices_query(USER_ID).with_only_columns(*Invoice.__table__.columns)
 _CARD_SUBSCRIPTION_AND_CASE = {clear: _card_subscription_and_case_query(USER_ID, clear) for clear in (False, True)}
+_SPLIT = (len(CardRow._fields), len(CardRow._fields) + len(SubscriptionRow._fields))
 
 
 def current_subscription(session: Session, user_id: int) -> Subscription | None:
@@ -78,26 +111,34 @@ def default_card(session: Session, user_id: int) -> Card | None:
     return session.scalar(_DEFAULT_CARD, {"user_id": user_id})
 
 
-def recent_invoices(session: Session, user_id: int) -> list[Invoice]:
-    return list(session.scalars(_RECENT_INVOICES, {"user_id": user_id}))
-
-
-def card_and_subscription(session: Session, user_id: int,
-                          clear_cancelled_notice: bool = False) -> tuple[Card | None, Subscription | None]:
-    """The default card and the current subscription in one round trip (card_subscription_and_case)."""
-    card, sub, _case = card_subscription_and_case(session, user_id, clear_cancelled_notice)
-    return card, sub
+# What the pages only show (the dashboard's card, subscription and case, every page's invoices)
+# is read as Core rows into read-only named tuples, not ORM objects: on the dashboard the ORM's
+# loading (an identity map entry, instance state and attribute instrumentation per object) cost
+# about twice the Core execution of the same statements (docs/benchmarks.md, issue 18). The
+# statements stay SQLAlchemy's, run on the session's connection and transaction (so the query
+# counters and the data-modifying CTE below behave as before). Code that changes a row loads
+# the ORM object (current_subscription, default_card).
+def recent_invoices(session: Session, user_id: int) -> list[Any]:
+    """The newest INVOICES_SHOWN invoices, as InvoiceRow tuples."""
+    return [InvoiceRow._make(row) for row in session.connection().execute(_RECENT_INVOICES, {"user_id": user_id})]
 
 
 def card_subscription_and_case(session: Session, user_id: int, clear_cancelled_notice: bool = False
-                               ) -> tuple[Card | None, Subscription | None, DunningCase | None]:
-    """The default card, the current subscription and the open dunning case in one round trip (three laterals).
+                               ) -> tuple[Any, Any, Any]:
+    """The default card, the current subscription and the open dunning case in one round trip
+    (three laterals), as CardRow, SubscriptionRow and DunningCaseRow tuples, each None when there is none.
 
     With `clear_cancelled_notice`, the same statement also clears the account's one-time
     "deletion cancelled" notice (a data-modifying CTE), so the dashboard stays within three queries.
     """
-    row = session.execute(_CARD_SUBSCRIPTION_AND_CASE[clear_cancelled_notice], {"user_id": user_id}).first()
-    return (row[0], row[1], row[2]) if row else (None, None, None)
+    row = session.connection().execute(_CARD_SUBSCRIPTION_AND_CASE[clear_cancelled_notice],
+                                       {"user_id": user_id}).first()
+    if row is None:
+        return None, None, None
+    card, sub, case = row[:_SPLIT[0]], row[_SPLIT[0]:_SPLIT[1]], row[_SPLIT[1]:]
+    return (CardRow._make(card) if card[0] is not None else None,
+            SubscriptionRow._make(sub) if sub[0] is not None else None,
+            DunningCaseRow._make(case) if case[0] is not None else None)
 
 
 def payment_to_confirm(invoices: list[Invoice]) -> Invoice | None:
