@@ -9,6 +9,8 @@ from sqlalchemy import DateTime, MetaData, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
+from saas.core.pg_cursor import LazyDescriptionCursor
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -69,7 +71,7 @@ def get_engine(url: str | None = None) -> Engine:
     url = sqlalchemy_url(url)
     if url not in _engines:
         _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                      connect_args=dict(_connect_args))
+                                      connect_args={"cursor_factory": LazyDescriptionCursor, **_connect_args})
     return _engines[url]
 
 
