@@ -51,7 +51,7 @@ def queue_email(
     """
     values = {"idempotency_key": key, "kind": kind, "to_addr": to, "reply_to": reply_to, "user_id": user_id,
               "template": template, "context": context, "attachments": attachments or []}
-    added = session.execute(_INSERT_ONE, values).scalar_one_or_none() is not None
+    added = session.connection().execute(_INSERT_ONE, values).scalar_one_or_none() is not None
     if added:
         mark_outbox_dirty(session)
     return added
