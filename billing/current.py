@@ -114,7 +114,7 @@ def default_card(session: Session, user_id: int) -> Card | None:
 # What the pages only show (the dashboard's card, subscription and case, every page's invoices)
 # is read as Core rows into read-only named tuples, not ORM objects: on the dashboard the ORM's
 # loading (an identity map entry, instance state and attribute instrumentation per object) cost
-# about twice the Core execution of the same statements (docs/benchmarks.md, issue 18). The
+# nearly twice the Core execution of the same statements (docs/benchmarks.md, issue 18). The
 # statements stay SQLAlchemy's, run on the session's connection and transaction (so the query
 # counters and the data-modifying CTE below behave as before). Code that changes a row loads
 # the ORM object (current_subscription, default_card).
