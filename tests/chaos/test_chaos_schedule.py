@@ -230,6 +230,13 @@ def test_month_of_slots_under_sigkill_and_redis_crash(broker, services, wide_cat
 
     for row in late_skips:
         print("CHAOS skipped after start:", row)
+    for job, slots in expected.items():  # what a run that did not settle left behind
+        for slot in sorted(slots):
+            if statuses.get((job, slot)) not in ("succeeded", "skipped"):
+                print("CHAOS not done:", job, slot.isoformat(), statuses.get((job, slot), "no ledger row"))
+    for outbox_id, status, key in outbox:
+        if status in ("pending", "sending"):
+            print("CHAOS left in the outbox:", outbox_id, status, key)
     assert ok, f"did not settle in {SETTLE_SECONDS}s\n{logs}"
     assert max(per_slot.values()) == 1
     for job, slots in expected.items():
