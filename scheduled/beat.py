@@ -1,8 +1,8 @@
 """The beat scheduler: RedBeat (Redis-backed, one leader among replicas) plus slot dispatch.
 
 Every tick sends each due slot of each nightly job as a task carrying the slot. Sending is
-at-least-once: a Redis SET NX per (job, slot) keeps ticks (and replicas) from resending a slot
-that is queued but not claimed yet, and the ledger's unique (job, slot) makes any duplicate a
+at-least-once: a Redis marker per (job, slot, attempt) keeps ticks (and replicas) from resending a
+slot that is queued but not claimed yet, and the ledger's unique (job, slot) makes any duplicate a
 logged no-op. Slots missed within CATCHUP_WINDOW are sent oldest first; older ones are recorded
 as `skipped`. A paused job's due slots are recorded as `skipped` with the pause's reason.
 """
@@ -26,8 +26,18 @@ from scheduled.models import JobRun
 from scheduled.tasks import run_job
 
 log = logging.getLogger(__name__)
-SENT_KEY = "saas:slot-sent:{job}:{slot}"
+SENT_KEY = "saas:slot-sent:{job}:{slot}:{attempt}"
 SENT_TTL = timedelta(minutes=30)  # after this an unclaimed slot is sent again (a lost message)
+# Set the marker unless one was set less than SENT_TTL ago by the dispatch clock (ARGV: now, now - SENT_TTL
+# as epoch seconds, the key's expiry). The age is the clock's, not the key's EX: scheduled.clock is the
+# time slots are measured against (a test clock runs days in seconds; EX would hold a lost slot for 30
+# real minutes). EX only cleans up. One script, so two beats cannot both take a stale marker.
+_MARK_SENT = """
+local old = tonumber(redis.call('GET', KEYS[1]))
+if old and old > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
 # Per job and tick (docs/operations.md): after a longer outage the ledger shows the newest 100
 # missed slots and the warning log line counts them all.
 MAX_SKIPPED_RECORDED = 100
@@ -36,6 +46,12 @@ DISPATCH_EVERY = DISPATCH_INTERVAL  # CATCHUP_WINDOW is refused below it
 
 def send_run(job: str, slot_iso: str) -> None:
     enqueue(run_job, job=job, slot_iso=slot_iso)
+
+
+def mark_sent(redis, key: str, now: datetime) -> bool:
+    """Mark a slot's attempt as sent at `now`; False when it was marked less than SENT_TTL before."""
+    ttl = int(SENT_TTL.total_seconds())
+    return bool(redis.eval(_MARK_SENT, 1, key, repr(now.timestamp()), repr((now - SENT_TTL).timestamp()), ttl))
 
 
 def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
@@ -78,10 +94,12 @@ def dispatch_due(now: datetime, redis, session: Session, settings: Settings,
             if recorded:
                 log.info("job %s is paused: %s slots recorded as skipped", job, recorded)
             continue
-        for slot in ledger.slots_without_run(session, job, due, now):  # a dead run's slot is resent
+        # A dead run's slot is resent as its next attempt, with a marker of its own: the first attempt's
+        # marker must not hold back the takeover.
+        for slot, attempt in ledger.slots_to_send(session, job, due, now):
             slot_iso = slot.astimezone(UTC).isoformat()
-            key = SENT_KEY.format(job=job, slot=slot_iso)
-            if not redis.set(key, now.isoformat(), nx=True, ex=int(SENT_TTL.total_seconds())):
+            key = SENT_KEY.format(job=job, slot=slot_iso, attempt=attempt)
+            if not mark_sent(redis, key, now):
                 continue
             try:
                 send(job, slot_iso)

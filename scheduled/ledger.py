@@ -88,17 +88,32 @@ def existing_run(session: Session, job: str, slot: datetime) -> JobRun | None:
         JobRun.job == job, JobRun.slot == slot, JobRun.dry_run.is_(False))).first()
 
 
-def slots_without_run(session: Session, job: str, slots: list[datetime],
-                      now: datetime | None = None) -> list[datetime]:
-    """Those of `slots` with no real run row; with `now`, also those whose run died (still
-    `running` with a stale heartbeat), which the next attempt will take over."""
+def slots_without_run(session: Session, job: str, slots: list[datetime]) -> list[datetime]:
+    """Those of `slots` with no real run row."""
     if not slots:
         return []
-    live = select(JobRun.slot).where(JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(slots))
-    if now is not None:
-        live = live.where(~((JobRun.status == "running") & (JobRun.heartbeat_at < now - STALE_AFTER)))
-    have = set(session.scalars(live))
+    have = set(session.scalars(select(JobRun.slot).where(
+        JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(slots))))
     return [slot for slot in slots if slot not in have]
+
+
+def slots_to_send(session: Session, job: str, slots: list[datetime], now: datetime) -> list[tuple[datetime, int]]:
+    """Those of `slots` that need a message, each with the attempt it would be: 1 for a slot with no
+    real run row, and the attempt after the last for a run that died (still `running`, its heartbeat
+    older than STALE_AFTER), which the next attempt takes over."""
+    if not slots:
+        return []
+    rows = session.execute(select(JobRun.slot, JobRun.status, JobRun.heartbeat_at, JobRun.attempts).where(
+        JobRun.job == job, JobRun.dry_run.is_(False), JobRun.slot.in_(slots))).all()
+    runs = {row.slot: row for row in rows}
+    send = []
+    for slot in slots:
+        run = runs.get(slot)
+        if run is None:
+            send.append((slot, 1))
+        elif run.status == "running" and run.heartbeat_at < now - STALE_AFTER:
+            send.append((slot, run.attempts + 1))
+    return send
 
 
 # The reason on the slots a fresh install records as skipped: a baseline, not a missed run.

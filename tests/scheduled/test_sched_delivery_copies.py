@@ -1,5 +1,7 @@
 """Two running copies of one delivery task (a retry redelivered past the visibility timeout) send once."""
-from sqlalchemy import select
+from contextlib import contextmanager
+
+from sqlalchemy import select, text
 
 from saas.core.db import session_scope
 from saas.core.outbox import OutboxMessage, delivery, queue_email
@@ -20,3 +22,34 @@ def test_second_copy_of_a_running_delivery_sends_nothing(mail):
     assert sorted(m["To"] for m in mail.messages()) == [f"u{i}@example.com" for i in range(3)]
     with session_scope() as s:
         assert set(s.scalars(select(OutboxMessage.status))) == {"sent"}
+
+
+def test_a_copy_that_finds_its_task_running_looks_again_and_resumes_the_rows(mail, monkeypatch):
+    """RabbitMQ redelivers a SIGKILLed worker's task within milliseconds, sometimes before PostgreSQL
+    has ended the dead copy's transaction: the redelivery finds the lock held, and looks again."""
+    from saas.core.db import get_engine
+
+    with session_scope() as s:
+        for i in range(2):
+            queue_email(s, key=f"dead:{i}", kind="welcome", to=f"d{i}@example.com", template="welcome",
+                        context={"name": "Ana"})
+    dead = get_engine().connect()  # the dead copy's transaction, not yet ended: its lock and its claimed rows
+    dead.begin()
+    assert dead.execute(text("SELECT pg_try_advisory_xact_lock(:cls, hashtext('task-7'))"),
+                        {"cls": delivery.RUNNING_LOCK_CLASS}).scalar()
+    delivery.claim_batch("task-7")
+    looks = []
+    real = delivery.running_alone
+
+    @contextmanager
+    def first_look_ends_the_dead_transaction(claimer):
+        with real(claimer) as alone:
+            looks.append(alone)
+            yield alone
+        if not alone:
+            dead.close()  # PostgreSQL noticed the closed socket
+
+    monkeypatch.setattr(delivery, "running_alone", first_look_ends_the_dead_transaction)
+    assert delivery.deliver_outbox.apply(task_id="task-7").get() == 2  # the retry, eager here: no countdown
+    assert looks == [False, True]
+    assert sorted(m["To"] for m in mail.messages()) == ["d0@example.com", "d1@example.com"]

@@ -131,6 +131,48 @@ def test_a_dead_runs_slot_is_sent_again_and_taken_over(with_settings, redis_clie
     assert run.status == "succeeded" and run.attempts == 2
 
 
+def test_a_dead_runs_slot_is_resent_though_its_first_send_is_marked(with_settings, redis_client):
+    """The first attempt's sent-marker (30 min) must not hold back the takeover of a run dead for 15."""
+    from scheduled import ledger
+
+    settings = with_settings(schedules={"remind-inactive-users": "0 0 * * *"})
+    run_job("remind-inactive-users", settings, utc(2025, 6, 2), now=utc(2025, 6, 2, 0, 1))  # it has run before
+    sent = []
+
+    def claim_and_die(job: str, slot: str) -> None:  # a worker claims the slot, then is SIGKILLed
+        sent.append(slot)
+        with session_scope() as s:
+            ledger.claim(s, job, datetime.fromisoformat(slot), utc(2025, 6, 3, 0, 1))
+
+    with session_scope() as s:
+        dispatch_due(utc(2025, 6, 3, 0, 1), redis_client, s, settings, send=claim_and_die)
+    for minute in (5, 15):  # its heartbeat is not 15 minutes old yet: the run may still be alive
+        with session_scope() as s:
+            dispatch_due(utc(2025, 6, 3, 0, minute), redis_client, s, settings, send=claim_and_die)
+    assert sent == [utc(2025, 6, 3).isoformat()]
+    with session_scope() as s:
+        dispatch_due(utc(2025, 6, 3, 0, 17), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+        dispatch_due(utc(2025, 6, 3, 0, 18), redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    assert sent == [utc(2025, 6, 3).isoformat()] * 2  # the second attempt, once
+    run = run_job("remind-inactive-users", settings, utc(2025, 6, 3), now=utc(2025, 6, 3, 0, 19))
+    assert run.status == "succeeded" and run.attempts == 2
+
+
+def test_a_lost_message_is_resent_once_its_marker_is_old_by_the_dispatch_clock(with_settings, redis_client):
+    """SENT_TTL is measured on the clock slots are (scheduled.clock), not on the marker's Redis expiry."""
+    from scheduled.beat import SENT_TTL
+
+    settings = with_settings(schedules={"remind-inactive-users": "0 0 * * *"})
+    run_job("remind-inactive-users", settings, utc(2025, 6, 2), now=utc(2025, 6, 2, 0, 1))
+    sent = []
+    sent_at = utc(2025, 6, 3, 0, 1)
+    for now in (sent_at, sent_at + SENT_TTL - timedelta(minutes=1), sent_at + SENT_TTL + timedelta(seconds=1),
+                sent_at + SENT_TTL + timedelta(minutes=1)):
+        with session_scope() as s:  # the broker loses every message: nothing claims the slot
+            dispatch_due(now, redis_client, s, settings, send=lambda j, slot: sent.append(slot))
+    assert sent == [utc(2025, 6, 3).isoformat()] * 2
+
+
 def test_a_person_may_run_a_skipped_slot_once_beat_never_does(with_settings, redis_client):
     settings = with_settings(schedules={"purge-dormant-accounts": "0 0 * * *"})
     with session_scope() as s:  # fresh install: tonight's slot is the skipped baseline

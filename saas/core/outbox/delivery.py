@@ -28,6 +28,9 @@ BATCH_SIZE = 200
 STALE_CLAIM = timedelta(minutes=10)
 CONNECTION_RETRY = timedelta(seconds=30)
 RUNNING_LOCK_CLASS = 72041  # advisory lock namespace: one running copy per delivery task id
+# A copy that finds its task id running looks again this often, as the same task id (deliver_outbox).
+ALONE_RETRIES = 5
+ALONE_RETRY_SECONDS = 2
 
 
 def open_smtp(url: str) -> smtplib.SMTP:
@@ -207,17 +210,25 @@ def running_alone(claimer: str) -> Iterator[bool]:
 
 
 # Task names are the wire format of queued messages: they stay as they were when the modules moved.
-@app.task(name="scheduled.delivery.deliver_outbox", bind=True)
+@app.task(name="scheduled.delivery.deliver_outbox", bind=True, max_retries=ALONE_RETRIES)
 def deliver_outbox(self) -> int:
     """Deliver a batch of due outbox rows. A full batch enqueues the next before it sends, so a
     backlog fans out over every worker (each claims its own rows, SKIP LOCKED); a failed send
     enqueues a run for the earliest retry."""
     claimer = self.request.id or "inline"
     with running_alone(claimer) as alone:
-        if not alone:
-            log.info("delivery %s is already running (a redelivered copy); this copy does nothing", claimer)
-            return 0
-        return _deliver(claimer)
+        if alone:
+            return _deliver(claimer)
+    # Another copy of this task id holds the lock. It may be alive (Redis handed a held retry to a
+    # second worker), or dead so lately that PostgreSQL has not ended its transaction yet: RabbitMQ
+    # redelivers within milliseconds of a worker's SIGKILL. This copy looks again in a few seconds as
+    # the same task id, which may take the dead copy's rows back at once (claim_batch), instead of
+    # leaving them `sending` for STALE_CLAIM.
+    if self.request.called_directly or self.request.retries >= ALONE_RETRIES:
+        log.info("delivery %s is still running in another copy; this copy does nothing", claimer)
+        return 0
+    log.info("delivery %s is running in another copy; this copy looks again in %s s", claimer, ALONE_RETRY_SECONDS)
+    raise self.retry(countdown=ALONE_RETRY_SECONDS)
 
 
 def _deliver(claimer: str) -> int:
