@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -73,7 +73,14 @@ def form():
                         context={"name": form.name.data.strip(), "email": form.email.data.strip(),
                                  "subject": form.subject.data.strip(), "message": form.message.data})
             web_session.commit()
-        flash("Thank you: your message is on its way. We will reply by email.", "success")
-        return redirect(url_for("contact.form"))
+        # The answer is a page of its own, not a flash message on the form: nothing to store in the
+        # session, so the POST signs and sends no session cookie (issue 18: about 8% of the POST).
+        return redirect(url_for("contact.sent"))
     status = 400 if form.errors else 200
     return render_template("contact.html", form=form), status
+
+
+@bp.get("/contact/sent")
+def sent():
+    """Where a sent message (or a bot's filled honeypot) lands: the thanks, and a way to write again."""
+    return render_template("contact_sent.html")
