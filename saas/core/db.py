@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
 from saas.core.pg_cursor import LazyDescriptionCursor
+from saas.core.pool_ping import ping_when_idle
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -62,7 +63,8 @@ def bind(url: str, prepared_statements: bool = True) -> None:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The process's engine for `url` (default: the bound database); pooled, pre-pinged."""
+    """The process's engine for `url` (default: the bound database); pooled, a connection that sat
+    idle pinged on checkout (saas.core.pool_ping)."""
     if url is None:
         if not _bound:
             raise RuntimeError("the database is not configured: the entry point calls "
@@ -70,8 +72,10 @@ def get_engine(url: str | None = None) -> Engine:
         url = _bound[0]
     url = sqlalchemy_url(url)
     if url not in _engines:
-        _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                      connect_args={"cursor_factory": LazyDescriptionCursor, **_connect_args})
+        engine = create_engine(url, pool_size=5, max_overflow=10,
+                               connect_args={"cursor_factory": LazyDescriptionCursor, **_connect_args})
+        ping_when_idle(engine)
+        _engines[url] = engine
     return _engines[url]
 
 
