@@ -9,7 +9,7 @@ from werkzeug.routing import IntegerConverter
 
 from saas.core import db, logs, runtime
 from saas.core.settings import ROOT, Settings
-from saas.web import activity, filters, input_guard, login, security_headers
+from saas.web import activity, filters, input_guard, login, read_commit, security_headers
 from saas.web.extensions import csrf, limiter
 from saas.web.hosts import TrustedHosts
 from saas.web.views import BLUEPRINTS, DEV_BLUEPRINTS
@@ -70,6 +70,7 @@ def register_extensions(app: Flask) -> None:
     input_guard.init_app(app)
     security_headers.init_app(app)
     activity.init_app(app)
+    read_commit.init_app(app)
 
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
