@@ -7,6 +7,7 @@ newer active one. The default card is the one Stripe marks default, else the new
 """
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from typing import Any
 
@@ -14,15 +15,12 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
-    String,
-    any_,
     bindparam,
-    literal,
+    literal_column,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.selectable import LateralFromClause
 
@@ -33,34 +31,44 @@ LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete")
 INVOICES_SHOWN = 12
 
 
+def _constant(value: str | int) -> ColumnElement[Any]:
+    """A constant of this module written into the SQL text, not sent as a parameter: compiled once
+    with the statement, nothing to convert or send on each execution. The page queries' status lists
+    and LIMITs were nine parameters of the dashboard's statement, each dumped by psycopg on every
+    request (docs/benchmarks.md, issue 18). Only our own names and numbers: never user input."""
+    if isinstance(value, int):
+        return literal_column(str(int(value)))
+    if not re.fullmatch(r"[a-z_]+", value):
+        raise ValueError(f"not a status name: {value!r}")
+    return literal_column(f"'{value}'")
+
+
 def _one_of(column: InstrumentedAttribute[str], values: tuple[str, ...]) -> ColumnElement[bool]:
-    """`column = ANY(array)`: the same test as IN (...), with the list as one array parameter. An IN
-    list is an "expanding" parameter that SQLAlchemy renders into the SQL again on every execution
-    (about 3% of the dashboard's CPU, docs/benchmarks.md); an array is passed as it is."""
-    return column == any_(literal(list(values), ARRAY(String)))
+    """`column IN ('a', 'b')` with the names in the SQL text (_constant)."""
+    return column.in_([_constant(v) for v in values])
 
 
 def current_subscription_query(user_id: int | ColumnElement[Any]) -> Select[Subscription]:
     return (select(Subscription).where(Subscription.user_id == user_id)
             .order_by(_one_of(Subscription.status, LIVE_STATUSES).desc(), Subscription.created_at.desc(),
                       Subscription.id.desc())
-            .limit(1))
+            .limit(_constant(1)))
 
 
 def default_card_query(user_id: int | ColumnElement[Any]) -> Select[Card]:
     return (select(Card).where(Card.user_id == user_id)
-            .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc()).limit(1))
+            .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc()).limit(_constant(1)))
 
 
 def recent_invoices_query(user_id: int | ColumnElement[Any]) -> Select[Invoice]:
     return (select(Invoice).where(Invoice.user_id == user_id)
-            .order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(INVOICES_SHOWN))
+            .order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(_constant(INVOICES_SHOWN)))
 
 
 def current_case_query(user_id: int | ColumnElement[Any]) -> Select[DunningCase]:
     """The account's newest dunning case still open or paused (billing/dunning.py)."""
     return (select(DunningCase).where(DunningCase.user_id == user_id, _one_of(DunningCase.status, ("open", "paused")))
-            .order_by(DunningCase.opened_at.desc(), DunningCase.id.desc()).limit(1))
+            .order_by(DunningCase.opened_at.desc(), DunningCase.id.desc()).limit(_constant(1)))
 
 
 def _table_row(model: type) -> Any:
