@@ -35,11 +35,12 @@ def services():
     workdir = Path(tempfile.mkdtemp(prefix="saas-tests-"))
     workdir.chmod(0o755)  # the embedded PostgreSQL user must be able to enter it when we are root
     started = []
-    db_url = os.environ.get("TEST_DATABASE_URL")
+    # postgres_url is PostgreSQL itself; db_url what the suite talks to (PgBouncer with TEST_PGBOUNCER).
+    db_url = postgres_url = os.environ.get("TEST_DATABASE_URL")
     if not db_url:
         pg = start_postgres(workdir / "pg", free_port(), database="saas_test")
         started.append(pg)
-        db_url = pg.url
+        db_url = postgres_url = pg.url
         if os.environ.get("TEST_PGBOUNCER"):  # the whole suite through PgBouncer (tests/engines.py)
             bouncer = start_pgbouncer(workdir / "pgbouncer", free_port(), pg.url)
             started.append(bouncer)
@@ -68,7 +69,8 @@ def services():
 
     runtime.configure(Settings.from_env())  # as an entry point does; fixtures below replace fields
     upgrade(db_url)
-    yield {"database_url": db_url, "redis_url": redis_url, "mail": sink, "workdir": workdir}
+    yield {"database_url": db_url, "postgres_url": postgres_url, "redis_url": redis_url, "mail": sink,
+           "workdir": workdir}
     reset_engines()
     sink.stop()
     for service in reversed(started):

@@ -10,8 +10,9 @@ from saas.core.db import get_engine, sqlalchemy_url
 
 @pytest.fixture
 def engine(services, monkeypatch):
-    """An engine like the process's, with its pings counted."""
-    engine = create_engine(sqlalchemy_url(services["database_url"]), pool_size=2, max_overflow=0)
+    """An engine like the process's, with its pings counted, on PostgreSQL itself: through PgBouncer a
+    terminated server connection is the bouncer's to replace, and the client's connection lives on."""
+    engine = create_engine(sqlalchemy_url(services["postgres_url"]), pool_size=2, max_overflow=0)
     pool_ping.ping_when_idle(engine)
     pings = []
     real = engine.dialect.do_ping
@@ -50,7 +51,7 @@ def test_a_connection_killed_while_idle_is_replaced_on_checkout(engine, monkeypa
     """A restarted database, a failover, an idle timeout: the ping fails and the pool reconnects."""
     with engine.connect() as a, engine.connect() as b:  # two pooled connections
         pids = [c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in (a, b)]
-    with create_engine(sqlalchemy_url(services["database_url"])).connect() as admin:
+    with create_engine(sqlalchemy_url(services["postgres_url"])).connect() as admin:
         for pid in pids:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     monkeypatch.setattr(pool_ping, "IDLE_BEFORE_PING", 0.0)

@@ -59,6 +59,7 @@ ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/password/reset/<token>", "POST"): everyone("400"),
     ("/contact", "GET"): everyone("200"),
     ("/contact", "POST"): everyone("400"),
+    ("/contact/sent", "GET"): everyone("200"),
     ("/billing/webhooks/stripe", "POST"): everyone("400"),  # a valid Stripe signature is the only key
     ("/account/password", "GET"): signed_in("200"),
     ("/account/password", "POST"): signed_in("400"),
