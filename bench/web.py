@@ -143,7 +143,7 @@ class Gunicorn:
 # worker accepts what it wakes up for, so sometimes one worker holds three or four of them and one
 # GIL serves them all, about half the throughput (the windows fell into two groups about 2x apart).
 # A window whose busier worker used more than BALANCE times the other's CPU is run again, up to
-# BALANCE_TRIES times; the report counts the windows run again and those never balanced.
+# BALANCE_TRIES times; the report counts the windows run again, and a window never balanced is kept and said so.
 BALANCE = 1.6
 BALANCE_TRIES = 4
 
