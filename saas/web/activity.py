@@ -8,12 +8,14 @@ from sqlalchemy import update
 
 from saas.core.db import web_session
 from saas.core.models import User
+from saas.web.login import SignedInUser
 
 WRITE_EVERY = timedelta(minutes=5)
 
 
-def touch(user: User, now: datetime | None = None) -> bool:
-    """Record activity unless it was recorded within WRITE_EVERY; True when a write happened."""
+def touch(user: User | SignedInUser, now: datetime | None = None) -> bool:
+    """Record activity unless it was recorded within WRITE_EVERY; True when a write happened.
+    The write is a Core UPDATE; `user.last_seen_at` is set to match."""
     now = now or datetime.now(UTC)
     if user.last_seen_at and now - user.last_seen_at < WRITE_EVERY:
         return False

@@ -12,6 +12,7 @@ from saas.core.db import web_session
 from saas.core.outbox import queue_email
 from saas.web.extensions import app_settings, app_today
 from saas.web.limits import LimitReached, give_back, take
+from saas.web.login import signed_in_account
 from saas.web.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 bp = Blueprint("auth", __name__)
@@ -111,7 +112,7 @@ def logout():
     """Ends the session on the server too: the account's session token rotates, so a copy of the
     cookie opens nothing (signing out ends the account's other sessions as well)."""
     if current_user.is_authenticated:
-        auth.end_sessions(current_user._get_current_object())
+        auth.end_sessions(signed_in_account())
         web_session.commit()
     logout_user()
     session.clear()
@@ -124,7 +125,7 @@ def logout():
 def change_password():
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        user = current_user._get_current_object()
+        user = signed_in_account()
         if not auth.verify_password(user, form.current_password.data):
             form.current_password.errors.append("That is not your current password.")
         else:
