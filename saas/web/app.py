@@ -9,7 +9,7 @@ from werkzeug.routing import IntegerConverter
 
 from saas.core import db, logs, runtime
 from saas.core.settings import ROOT, Settings
-from saas.web import activity, filters, input_guard, login, read_commit, security_headers
+from saas.web import activity, filters, input_guard, login, read_commit, security_headers, session_cookie
 from saas.web.extensions import csrf, limiter
 from saas.web.hosts import TrustedHosts
 from saas.web.views import BLUEPRINTS, DEV_BLUEPRINTS
@@ -62,6 +62,7 @@ class DatabaseId(IntegerConverter):
 
 
 def register_extensions(app: Flask) -> None:
+    session_cookie.init_app(app)
     db.init_app(app)
     login.init_app(app)
     csrf.init_app(app)
