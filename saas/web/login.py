@@ -59,14 +59,11 @@ def load_user(token: str) -> SignedInUser | None:
     return None if row is None else SignedInUser(row)
 
 
-def signed_in_account() -> User:
+def signed_in_account() -> User | None:
     """The signed-in account as an ORM object in the request's session, for code that changes it
-    (a new password, the sessions ended). 401 when its session ended since the request began."""
-    user = web_session.scalar(select(User).where(User.id == current_user.id,
+    (a new password, the sessions ended); None when its sessions ended since the request began."""
+    return web_session.scalar(select(User).where(User.id == current_user.id,
                                                  User.session_token == current_user.session_token))
-    if user is None:
-        abort(401)
-    return user
 
 
 def role_required(*roles: str):

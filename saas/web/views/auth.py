@@ -10,7 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from saas.core import accounts as auth
 from saas.core.db import web_session
 from saas.core.outbox import queue_email
-from saas.web.extensions import app_settings, app_today
+from saas.web.extensions import app_settings, app_today, login_manager
 from saas.web.limits import LimitReached, give_back, take
 from saas.web.login import signed_in_account
 from saas.web.views.forms import ChangePasswordForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
@@ -111,8 +111,9 @@ def login():
 def logout():
     """Ends the session on the server too: the account's session token rotates, so a copy of the
     cookie opens nothing (signing out ends the account's other sessions as well)."""
-    if current_user.is_authenticated:
-        auth.end_sessions(signed_in_account())
+    account = signed_in_account() if current_user.is_authenticated else None
+    if account is not None:  # None: its sessions ended meanwhile, nothing left to end
+        auth.end_sessions(account)
         web_session.commit()
     logout_user()
     session.clear()
@@ -126,6 +127,8 @@ def change_password():
     form = ChangePasswordForm()
     if form.validate_on_submit():
         user = signed_in_account()
+        if user is None:  # signed out elsewhere since this request began: as if it had not been signed in
+            return login_manager.unauthorized()
         if not auth.verify_password(user, form.current_password.data):
             form.current_password.errors.append("That is not your current password.")
         else:
